@@ -1,0 +1,7 @@
+"""The Redis online store, the Parquet offline store, and reads from both."""
+
+from sinks.offline import OfflineStore, read_offline
+from sinks.online import OnlineStore, online_key
+from sinks.reads import FeatureReader, OnlineResponse
+
+__all__ = ["FeatureReader", "OfflineStore", "OnlineResponse", "OnlineStore", "online_key", "read_offline"]

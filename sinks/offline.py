@@ -1,0 +1,145 @@
+"""The Parquet offline store: feature rows, hive-partitioned by view, version and date.
+
+Layout (readable by pyarrow, pandas and DuckDB without rillet):
+
+    {RILLET_OFFLINE_PATH}/view={view}/version={n}/date={YYYY-MM-DD}/part-{p}-{first}-{last}.parquet
+
+Columns: `entity`, `feature_timestamp` (the time the values hold at),
+`event_timestamp` (the source event's time), `created_timestamp`,
+`partition`, `offset`, then one column per feature. A file is written to a
+hidden temporary name, fsynced, then renamed into place, so a reader never
+sees half a file. A batch re-written after a restart may repeat rows; they
+share (`partition`, `offset`), and `read_offline` keeps one of each.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from sinks.records import FeatureRow
+from streams.definitions import FeatureView
+from streams.engine import ViewEngine
+from streams.timeutil import utc_from_ms
+
+__all__ = ["OfflineStore", "read_offline"]
+
+_AVRO_TO_ARROW = {
+    "int": pa.int64(), "long": pa.int64(), "float": pa.float64(), "double": pa.float64(),
+    "string": pa.string(), "boolean": pa.bool_(),
+}
+_TS = pa.timestamp("ms", tz="UTC")
+
+
+def _field_type(view: FeatureView, field: str | None) -> pa.DataType:
+    for f in view.schema_json.get("fields", []):
+        if f["name"] == field:
+            kinds = f["type"] if isinstance(f["type"], list) else [f["type"]]
+            for kind in kinds:
+                name = kind.get("type") if isinstance(kind, dict) else kind
+                if name in _AVRO_TO_ARROW:
+                    return _AVRO_TO_ARROW[name]
+    return pa.string()
+
+
+def feature_schema(view: FeatureView, engine: ViewEngine) -> pa.Schema:
+    """The Arrow schema of a view's offline rows."""
+    columns = [
+        pa.field("entity", pa.string(), nullable=False),
+        pa.field("feature_timestamp", _TS, nullable=False),
+        pa.field("event_timestamp", _TS, nullable=False),
+        pa.field("created_timestamp", _TS, nullable=False),
+        pa.field("partition", pa.int32(), nullable=False),
+        pa.field("offset", pa.int64(), nullable=False),
+    ]
+    for feature in view.features:
+        if feature.aggregation in ("count", "count_distinct"):
+            kind = pa.int64()
+        elif feature.aggregation in ("sum", "mean", "stddev"):
+            kind = pa.float64()
+        else:
+            kind = _field_type(view, feature.field)
+        columns.append(pa.field(feature.name, kind))
+    for name in engine.session_columns:
+        columns.append(pa.field(name, pa.bool_() if name.endswith("_active") else _TS))
+    return pa.schema(columns)
+
+
+class OfflineStore:
+    """Writes batches of FeatureRows as atomically published Parquet files."""
+
+    def __init__(self, root: str | Path, view: FeatureView, engine: ViewEngine, version: int = 1) -> None:
+        self.root = Path(root)
+        self.view = view
+        self.version = version
+        self.schema = feature_schema(view, engine)
+        self.base = self.root / f"view={view.name}" / f"version={version}"
+
+    def write(self, rows: list[FeatureRow]) -> list[Path]:
+        """Write rows, one file per (date, source partition); returns the files published."""
+        groups: dict[tuple[str, int], list[FeatureRow]] = defaultdict(list)
+        for row in rows:
+            groups[(utc_from_ms(row.feature_ms).date().isoformat(), row.partition)].append(row)
+        written = []
+        for (date, partition), group in sorted(groups.items()):
+            table = self._to_table(group)
+            first, last = group[0].offset, group[-1].offset
+            name = f"part-{partition}-{first:012d}-{last:012d}-{uuid.uuid4().hex[:8]}.parquet"
+            written.append(_publish(table, self.base / f"date={date}" / name))
+        return written
+
+    def _to_table(self, rows: list[FeatureRow]) -> pa.Table:
+        columns: dict[str, list[Any]] = {
+            "entity": [r.entity for r in rows],
+            "feature_timestamp": [r.feature_ms for r in rows],
+            "event_timestamp": [r.event_ms for r in rows],
+            "created_timestamp": [r.created_ms for r in rows],
+            "partition": [r.partition for r in rows],
+            "offset": [r.offset for r in rows],
+        }
+        for name in self.schema.names[6:]:
+            columns[name] = [r.values.get(name) for r in rows]
+        return pa.Table.from_pydict(columns, schema=self.schema)
+
+
+def _publish(table: pa.Table, path: Path) -> Path:
+    """Write to a hidden temporary file, fsync, rename: readers see all of it or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp"
+    with open(tmp, "wb") as handle:
+        pq.write_table(table, handle, compression="zstd", row_group_size=128 * 1024)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def read_offline(root: str | Path, view: str, version: int = 1) -> pa.Table:
+    """All offline rows of a view version, one per source event, ordered by (partition, offset)."""
+    base = Path(root) / f"view={view}" / f"version={version}"
+    if not base.exists():
+        return pa.table({})
+    dataset = ds.dataset(base, format="parquet", partitioning="hive")
+    table = dataset.to_table()
+    if table.num_rows == 0:
+        return table
+    table = table.sort_by([("partition", "ascending"), ("offset", "ascending"),
+                           ("created_timestamp", "ascending")])
+    partition = table["partition"].to_numpy().astype(np.int64)
+    offset = table["offset"].to_numpy()
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[1:] = (partition[1:] != partition[:-1]) | (offset[1:] != offset[:-1])
+    return table.filter(pa.array(keep))

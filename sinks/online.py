@@ -1,0 +1,70 @@
+"""The Redis online store: one key per (view, version, entity) holding its window state.
+
+Key layout: `rillet:{view}:v{version}:e:{entity}` -> the engine's state bytes
+(msgpack). Reads evaluate that state with the same engine `as_of` now or at an
+explicit time, so the online value is the contract's value by construction.
+Writes are whole states, never increments: writing the same state twice is
+harmless, which makes replays and restarts idempotent. Each key expires after
+the view's ttl plus its longest window (a value no read can still use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis
+import redis.asyncio as aredis
+
+from sinks.records import StateWrite
+from streams.definitions import FeatureView
+
+__all__ = ["OnlineStore", "online_key"]
+
+log = logging.getLogger("rillet.online")
+
+
+def online_key(view: str, version: int, entity: str) -> str:
+    return f"rillet:{view}:v{version}:e:{entity}"
+
+
+class OnlineStore:
+    """Writes (async, pipelined, retried) and reads (sync, one round trip) of entity states."""
+
+    def __init__(self, view: FeatureView, version: int = 1) -> None:
+        self.view = view
+        self.version = version
+        self.expire_ms = view.ttl_ms + view.longest_window_ms
+
+    def key(self, entity: str) -> str:
+        return online_key(self.view.name, self.version, entity)
+
+    async def write(self, client: aredis.Redis, writes: list[StateWrite], *, max_wait_s: float = 60.0) -> None:
+        """Write a batch of states in one pipeline; while Redis is down, wait and retry.
+
+        Retrying never drops results: the batch is not acknowledged (its offsets
+        not committed) until this returns.
+        """
+        if not writes:
+            return
+        delay = 0.05
+        while True:
+            try:
+                async with client.pipeline(transaction=False) as pipe:
+                    for w in writes:
+                        pipe.set(self.key(w.entity), w.state, px=self.expire_ms)
+                    await pipe.execute()
+                return
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                log.warning(
+                    '{"event": "redis_unavailable", "view": "%s", "retry_in_s": %.2f, "error": "%s"}',
+                    self.view.name, delay, type(exc).__name__,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_wait_s / 10)
+
+    def read_states(self, client: redis.Redis, entities: list[str]) -> list[bytes | None]:
+        """The stored states of many entities in one round trip (MGET)."""
+        if not entities:
+            return []
+        return client.mget([self.key(e) for e in entities])

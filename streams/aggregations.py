@@ -1,0 +1,311 @@
+"""Aggregations as mergeable partial states: one small interface for all.
+
+Every aggregation has an initial state, adds one value, merges two partial
+states and turns a state into its result (style habit 3). States are plain
+numbers, lists and bytes so that msgpack can store them in the changelog and
+in Redis unchanged. Windows hold one state per pane or session and merge
+panes when evaluated; no aggregation is computed anywhere else.
+
+Null values never reach `add` except for `count`, which counts events.
+"""
+
+from __future__ import annotations
+
+import math
+from hashlib import blake2b
+from typing import Any, Protocol
+
+__all__ = ["AGGREGATIONS", "Aggregation", "get_aggregation"]
+
+
+class Aggregation(Protocol):
+    """The interface every aggregation implements."""
+
+    name: str
+    counts_nulls: bool  # True only for `count`: nulls are events too
+
+    def initial(self) -> Any: ...
+    def add(self, state: Any, value: Any, event_ms: int, offset: int) -> Any: ...
+    def merge(self, older: Any, newer: Any) -> Any: ...
+    def result(self, state: Any) -> Any: ...
+
+
+class Count:
+    """Number of events, nulls included."""
+
+    name = "count"
+    counts_nulls = True
+
+    def initial(self) -> int:
+        return 0
+
+    def add(self, state: int, value: Any, event_ms: int, offset: int) -> int:
+        return state + 1
+
+    def merge(self, older: int, newer: int) -> int:
+        return older + newer
+
+    def result(self, state: int) -> int:
+        return state
+
+
+class Sum:
+    """Sum of the field; [sum, compensation] keeps float error at one rounding (Neumaier)."""
+
+    name = "sum"
+    counts_nulls = False
+
+    def initial(self) -> list:
+        return [0, 0.0]
+
+    def add(self, state: list, value: Any, event_ms: int, offset: int) -> list:
+        _neumaier_add(state, value)
+        return state
+
+    def merge(self, older: list, newer: list) -> list:
+        out = [older[0], older[1]]
+        _neumaier_add(out, newer[0])
+        out[1] += newer[1]
+        return out
+
+    def result(self, state: list) -> Any:
+        return state[0] + state[1] if state[1] else state[0]
+
+
+def _neumaier_add(state: list, value: Any) -> None:
+    total = state[0]
+    new = total + value
+    if isinstance(new, float):
+        if abs(total) >= abs(value):
+            state[1] += (total - new) + value
+        else:
+            state[1] += (value - new) + total
+    state[0] = new
+
+
+class Mean:
+    """Arithmetic mean: [n, sum, compensation]."""
+
+    name = "mean"
+    counts_nulls = False
+
+    def initial(self) -> list:
+        return [0, 0, 0.0]
+
+    def add(self, state: list, value: Any, event_ms: int, offset: int) -> list:
+        state[0] += 1
+        pair = [state[1], state[2]]
+        _neumaier_add(pair, value)
+        state[1], state[2] = pair
+        return state
+
+    def merge(self, older: list, newer: list) -> list:
+        pair = [older[1], older[2]]
+        _neumaier_add(pair, newer[1])
+        return [older[0] + newer[0], pair[0], pair[1] + newer[2]]
+
+    def result(self, state: list) -> float | None:
+        if state[0] == 0:
+            return None
+        return (state[1] + state[2]) / state[0]
+
+
+class Min:
+    """Smallest value; None while empty."""
+
+    name = "min"
+    counts_nulls = False
+
+    def initial(self) -> Any:
+        return None
+
+    def add(self, state: Any, value: Any, event_ms: int, offset: int) -> Any:
+        return value if state is None or value < state else state
+
+    def merge(self, older: Any, newer: Any) -> Any:
+        if older is None:
+            return newer
+        if newer is None:
+            return older
+        return newer if newer < older else older
+
+    def result(self, state: Any) -> Any:
+        return state
+
+
+class Max(Min):
+    """Largest value; None while empty."""
+
+    name = "max"
+
+    def add(self, state: Any, value: Any, event_ms: int, offset: int) -> Any:
+        return value if state is None or value > state else state
+
+    def merge(self, older: Any, newer: Any) -> Any:
+        if older is None:
+            return newer
+        if newer is None:
+            return older
+        return newer if newer > older else older
+
+
+class Last:
+    """Value of the event with the greatest event time; ties go to the later offset.
+
+    State: None or [event_ms, offset, value].
+    """
+
+    name = "last"
+    counts_nulls = False
+
+    def initial(self) -> Any:
+        return None
+
+    def add(self, state: Any, value: Any, event_ms: int, offset: int) -> Any:
+        if state is None or (event_ms, offset) >= (state[0], state[1]):
+            return [event_ms, offset, value]
+        return state
+
+    def merge(self, older: Any, newer: Any) -> Any:
+        if older is None:
+            return newer
+        if newer is None:
+            return older
+        return newer if (newer[0], newer[1]) >= (older[0], older[1]) else older
+
+    def result(self, state: Any) -> Any:
+        return None if state is None else state[2]
+
+
+class StdDev:
+    """Population standard deviation: [n, mean, M2], Welford's update and Chan's merge."""
+
+    name = "stddev"
+    counts_nulls = False
+
+    def initial(self) -> list:
+        return [0, 0.0, 0.0]
+
+    def add(self, state: list, value: Any, event_ms: int, offset: int) -> list:
+        n = state[0] + 1
+        delta = value - state[1]
+        mean = state[1] + delta / n
+        state[0], state[1] = n, mean
+        state[2] += delta * (value - mean)
+        return state
+
+    def merge(self, older: list, newer: list) -> list:
+        n_a, n_b = older[0], newer[0]
+        if n_a == 0:
+            return list(newer)
+        if n_b == 0:
+            return list(older)
+        n = n_a + n_b
+        delta = newer[1] - older[1]
+        mean = older[1] + delta * n_b / n
+        m2 = older[2] + newer[2] + delta * delta * n_a * n_b / n
+        return [n, mean, m2]
+
+    def result(self, state: list) -> float | None:
+        if state[0] == 0:
+            return None
+        return math.sqrt(max(state[2], 0.0) / state[0])
+
+
+# count_distinct: exact (a set of 64-bit hashes) up to EXACT_LIMIT, then HyperLogLog
+# with 2**HLL_P registers (0.4% standard error; linear counting keeps it far better
+# than that up to ~160k values), so the contract's 2% holds with a wide margin.
+EXACT_LIMIT = 4096
+HLL_P = 16
+_HLL_M = 1 << HLL_P
+_HLL_ALPHA = 0.7213 / (1 + 1.079 / _HLL_M)
+
+
+def _hash64(value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 1 and 1.0 are one value, as in a Python set
+    return int.from_bytes(blake2b(repr(value).encode(), digest_size=8).digest(), "big")
+
+
+def _hll_from_hashes(hashes: list[int]) -> bytearray:
+    registers = bytearray(_HLL_M)
+    for h in hashes:
+        _hll_add(registers, h)
+    return registers
+
+
+def _hll_add(registers: bytearray, h: int) -> None:
+    index = h >> (64 - HLL_P)
+    rest = h & ((1 << (64 - HLL_P)) - 1)
+    rank = (64 - HLL_P) - rest.bit_length() + 1
+    if rank > registers[index]:
+        registers[index] = rank
+
+
+def _hll_estimate(registers: bytes) -> int:
+    zeros = registers.count(0)
+    if zeros:
+        linear = _HLL_M * math.log(_HLL_M / zeros)
+        if linear <= 2.5 * _HLL_M:
+            return round(linear)
+    raw = _HLL_ALPHA * _HLL_M * _HLL_M / sum(2.0**-r for r in registers)
+    return round(raw)
+
+
+class CountDistinct:
+    """Number of distinct values: exact below EXACT_LIMIT, HyperLogLog above.
+
+    State: a list of 64-bit hashes (exact) or HLL registers as bytes.
+    """
+
+    name = "count_distinct"
+    counts_nulls = False
+
+    def initial(self) -> Any:
+        return []
+
+    def add(self, state: Any, value: Any, event_ms: int, offset: int) -> Any:
+        h = _hash64(value)
+        if isinstance(state, list):
+            if h not in state:
+                state.append(h)
+                if len(state) > EXACT_LIMIT:
+                    return _hll_from_hashes(state)
+            return state
+        registers = state if isinstance(state, bytearray) else bytearray(state)
+        _hll_add(registers, h)
+        return registers
+
+    def merge(self, older: Any, newer: Any) -> Any:
+        if isinstance(older, list) and isinstance(newer, list):
+            merged = list(dict.fromkeys(older + newer))
+            return merged if len(merged) <= EXACT_LIMIT else _hll_from_hashes(merged)
+        a = _hll_from_hashes(older) if isinstance(older, list) else bytearray(older)
+        if isinstance(newer, list):
+            for h in newer:
+                _hll_add(a, h)
+            return a
+        return bytearray(map(max, a, newer))
+
+    def result(self, state: Any) -> int:
+        if isinstance(state, list):
+            return len(state)
+        return _hll_estimate(state)
+
+
+AGGREGATIONS: dict[str, Aggregation] = {
+    agg.name: agg
+    for agg in (Count(), Sum(), Mean(), Min(), Max(), Last(), StdDev(), CountDistinct())
+}
+
+
+def get_aggregation(name: str) -> Aggregation:
+    """The aggregation called `name`; the error lists the ones that exist."""
+    try:
+        return AGGREGATIONS[name]
+    except KeyError:
+        from streams.errors import DefinitionError
+
+        raise DefinitionError(
+            f"aggregation {name!r} does not exist; use one of: {', '.join(AGGREGATIONS)}"
+        ) from None

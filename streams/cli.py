@@ -1,0 +1,195 @@
+"""The `rillet` command line: up, worker, publish, get, demo.
+
+A bad argument or a failure the user can fix prints one line and exits
+non-zero (2 for usage, 1 for runtime); tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import datetime
+from typing import Any, NoReturn
+
+from streams.errors import ConfigError, RilletError
+from streams.settings import Settings
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"rillet: error: {message} (see 'rillet {self.prog.split()[-1]} --help')\n"
+                  if " " in self.prog else f"rillet: error: {message} (see 'rillet --help')\n")
+
+
+def _parse_time_ms(text: str) -> int:
+    """Epoch milliseconds, or ISO-8601 with a timezone."""
+    if text.isdigit():
+        return int(text)
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither epoch ms nor an ISO-8601 time") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no timezone; add Z or +00:00")
+    return int(value.timestamp() * 1000)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rillet", description="Streaming feature pipeline: windowed features "
+                     "in event time, online in Redis, offline in Parquet.")
+    parser.add_argument("--features", help="feature definitions file (default: $RILLET_FEATURES "
+                        "or examples/payments/features.py)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    up = sub.add_parser("up", help="start the embedded broker (Tansu) and Redis (Valkey if none answers)")
+    up.add_argument("--broker-port", type=int, default=None, help="broker port (default: RILLET_BOOTSTRAP_SERVERS)")
+    up.add_argument("--redis", choices=["auto", "embedded", "external"], default="auto")
+
+    worker = sub.add_parser("worker", help="run a stream worker for the defined views")
+    worker.add_argument("--features", dest="sub_features", help="feature definitions file")
+    worker.add_argument("--web-port", type=int, help="port for /health and /metrics")
+
+    publish = sub.add_parser("publish", help="publish JSON-lines events as Avro to a view's topic")
+    publish.add_argument("--features", dest="sub_features", help="feature definitions file")
+    publish.add_argument("--view", required=True)
+    publish.add_argument("--file", required=True, help="JSON lines, one event per line")
+    publish.add_argument("--skip-invalid", action="store_true", help="count invalid events and go on")
+
+    get = sub.add_parser("get", help="print an entity's features as JSON")
+    get.add_argument("--features", dest="sub_features", help="feature definitions file")
+    get.add_argument("--view", required=True)
+    get.add_argument("--entity", required=True, action="append", help="entity id (repeatable)")
+    get.add_argument("--as-of", type=_parse_time_ms, help="epoch ms or ISO-8601 (default: now)")
+
+    demo = sub.add_parser("demo", help="embedded stack + worker + synthetic payments, then print features")
+    demo.add_argument("--features", dest="sub_features", help="feature definitions file")
+    demo.add_argument("--users", type=int, default=1000)
+    demo.add_argument("--events", type=int, default=20000)
+    demo.add_argument("--hours", type=float, default=3.0, help="simulated hours of history, ending now")
+    demo.add_argument("--follow", action="store_true", help="keep everything running until Ctrl-C")
+    return parser
+
+
+def _views(args: argparse.Namespace, settings: Settings) -> list:
+    from streams.definitions import load_views
+
+    return load_views(getattr(args, "sub_features", None) or args.features or settings.features)
+
+
+def _view(views: list, name: str) -> Any:
+    for view in views:
+        if view.name == name:
+            return view
+    raise ConfigError(f"no view named {name!r}; defined: {', '.join(v.name for v in views)}")
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.stack import EmbeddedStack
+
+    stack = EmbeddedStack(settings, broker_port=args.broker_port, redis=args.redis, workdir="data/stack")
+    stack.start()
+    for note in stack.notes:
+        print(note)
+    print(f"export RILLET_BOOTSTRAP_SERVERS={stack.settings.bootstrap_servers}")
+    print(f"export RILLET_REDIS_URL={stack.settings.redis_url}")
+    print("running; Ctrl-C stops what was started", flush=True)
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    try:
+        while not stopped.wait(0.5):
+            if any(not p.alive() for p in stack.processes):
+                dead = [p.name for p in stack.processes if not p.alive()]
+                print(f"rillet: error: {', '.join(dead)} exited", file=sys.stderr)
+                return 1
+    finally:
+        stack.close()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+
+    from streams.topics import ensure_topics
+    from streams.worker import build_app
+
+    if args.web_port:
+        settings = settings.with_(web_port=args.web_port)
+    views = _views(args, settings)
+    ensure_topics(settings, views)
+    logging.getLogger("rillet").info(json.dumps({"event": "worker_start", "views": [v.describe() for v in views],
+                                                 "settings": settings.safe_view()}))
+    app = build_app(settings, views)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()  # exits the process when stopped
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.producer import EventProducer, read_jsonl
+    from streams.topics import ensure_topics
+
+    view = _view(_views(args, settings), args.view)
+    if not os.path.isfile(args.file):
+        raise ConfigError(f"--file {args.file!r} does not exist")
+    ensure_topics(settings, [view])
+    with EventProducer(settings, view) as producer:
+        producer.send_many(read_jsonl(args.file), skip_invalid=args.skip_invalid)
+    report = producer.report
+    print(json.dumps({"view": view.name, "topic": view.topic, "sent": report.sent,
+                      "failed": report.failed, "invalid": report.invalid, "errors": report.errors[:5]}))
+    return 0 if report.failed == 0 and report.invalid == 0 else 1
+
+
+def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.reads import FeatureReader
+    from sinks.redis_client import connect_redis
+
+    view = _view(_views(args, settings), args.view)
+    reader = FeatureReader([view], connect_redis(settings))
+    response = reader.get_online_features([f"{view.name}:*"], [{view.entity: e} for e in args.entity],
+                                          as_of=args.as_of)
+    out = []
+    for row, stamps in zip(response.rows, response.event_timestamps, strict=True):
+        latest = next(iter(stamps.values()), None)
+        out.append({view.entity: row.pop(view.entity), "event_timestamp_ms": latest,
+                    "features": {k.split(":", 1)[1]: v for k, v in row.items()}})
+    print(json.dumps(out[0] if len(out) == 1 else out, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.demo import run_demo
+
+    path = getattr(args, "sub_features", None) or args.features or settings.features
+    views = _views(args, settings)
+    return run_demo(settings, views, path, users=args.users, events=args.events, hours=args.hours,
+                    follow=args.follow)
+
+
+COMMANDS = {"up": cmd_up, "worker": cmd_worker, "publish": cmd_publish, "get": cmd_get, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        return COMMANDS[args.command](args, settings)
+    except RilletError as exc:
+        print(f"rillet: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rillet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

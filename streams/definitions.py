@@ -1,0 +1,208 @@
+"""Feature definitions: frozen dataclasses that validate themselves.
+
+A `FeatureView` is one source topic, one entity, a list of `Feature`s, a TTL
+and a grace period for late events (semantics.md, "Terms"). The runtime
+logic lives in `streams.engine`, built from these definitions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+
+from streams.aggregations import get_aggregation
+from streams.errors import DefinitionError
+from streams.timeutil import duration_label, to_ms
+from streams.windows import Session, Sliding, Tumbling, Window
+
+__all__ = ["Feature", "FeatureView", "Range", "load_views"]
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A data-contract rule: the field must lie in [low, high] when present."""
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise DefinitionError(f"Range({self.low}, {self.high}): low is above high")
+
+    def violation(self, value: float) -> str | None:
+        if value < self.low or value > self.high:
+            return f"{value!r} is outside [{self.low}, {self.high}]"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """`aggregation(field)` over `window`; named `{field}_{aggregation}_{window}` by default.
+
+    `field` may be None for `count` (count events).
+    """
+
+    field: str | None
+    aggregation: str
+    window: Window
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        agg = get_aggregation(self.aggregation)
+        if self.field is None and not agg.counts_nulls:
+            raise DefinitionError(f"Feature {self.aggregation}: needs a field (only count may omit it)")
+        if not isinstance(self.window, Tumbling | Sliding | Session):
+            raise DefinitionError(
+                f"Feature {self.field}.{self.aggregation}: window must be Tumbling, Sliding or "
+                f"Session, got {self.window!r}"
+            )
+        if not self.name:
+            prefix = f"{self.field}_" if self.field else ""
+            object.__setattr__(self, "name", f"{prefix}{self.aggregation}_{self.window.label}")
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    """A source topic + an entity + features + TTL + grace.
+
+    Args:
+        name: the view's name, used in keys, paths and `{view}:{feature}` references.
+        topic: the Kafka topic its events are read from.
+        schema: the Avro schema file (`.avsc`) the events are read with.
+        entity: the event field that identifies the entity (also the record key).
+        features: the features to compute.
+        ttl: an entity whose latest event is older than `t - ttl` reads as missing.
+        grace: how far behind the partition watermark an event may be and still count.
+        event_time: the event field holding epoch milliseconds; None: the record timestamp.
+        checks: data-contract rules per field, e.g. `{"amount": Range(0, 1e6)}`.
+        partitions: partitions of the topic when rillet creates it.
+    """
+
+    name: str
+    topic: str
+    schema: str | Path
+    entity: str
+    features: tuple[Feature, ...]
+    ttl: timedelta | int | str = timedelta(days=1)
+    grace: timedelta | int | str = timedelta(0)
+    event_time: str | None = None
+    checks: dict[str, Range] = field(default_factory=dict)
+    partitions: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").isalnum():
+            raise DefinitionError(f"FeatureView name {self.name!r}: use letters, digits and _")
+        object.__setattr__(self, "features", tuple(self.features))
+        if not self.features:
+            raise DefinitionError(f"FeatureView {self.name}: needs at least one feature")
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise DefinitionError(f"FeatureView {self.name}: feature names repeat: {dupes}")
+        object.__setattr__(self, "ttl", to_ms(self.ttl, what=f"{self.name}.ttl"))
+        object.__setattr__(self, "grace", to_ms(self.grace, what=f"{self.name}.grace"))
+        if self.ttl <= 0:
+            raise DefinitionError(f"FeatureView {self.name}: ttl must be positive")
+        if self.grace < 0:
+            raise DefinitionError(f"FeatureView {self.name}: grace cannot be negative")
+        object.__setattr__(self, "schema", Path(self.schema))
+
+    @property
+    def ttl_ms(self) -> int:
+        return self.ttl  # type: ignore[return-value]
+
+    @property
+    def grace_ms(self) -> int:
+        return self.grace  # type: ignore[return-value]
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic}.dlq"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def longest_window_ms(self) -> int:
+        """How far back a value can reach: the largest window size or session gap."""
+        return max(
+            f.window.gap_ms if isinstance(f.window, Session) else f.window.size_ms
+            for f in self.features
+        )
+
+    @cached_property
+    def schema_json(self) -> dict:
+        try:
+            return json.loads(Path(self.schema).read_text())
+        except OSError as exc:
+            raise DefinitionError(f"FeatureView {self.name}: cannot read schema {self.schema}: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise DefinitionError(f"FeatureView {self.name}: schema {self.schema} is not JSON: {exc}") from exc
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of everything that changes values: features, ttl, grace, entity, schema."""
+        spec = {
+            "entity": self.entity,
+            "event_time": self.event_time,
+            "ttl_ms": self.ttl_ms,
+            "grace_ms": self.grace_ms,
+            "features": [
+                [f.name, f.field, f.aggregation, type(f.window).__name__, repr(f.window)]
+                for f in self.features
+            ],
+            "checks": {k: [v.low, v.high] for k, v in sorted(self.checks.items())},
+            "schema": self.schema_json,
+        }
+        blob = json.dumps(spec, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def describe(self) -> str:
+        windows = sorted({f.window.label for f in self.features})
+        return (
+            f"{self.name}: topic {self.topic}, entity {self.entity}, {len(self.features)} features "
+            f"over {', '.join(windows)}, ttl {duration_label(self.ttl_ms)}, "
+            f"grace {duration_label(self.grace_ms)}"
+        )
+
+
+def load_views(path: str | Path) -> list[FeatureView]:
+    """Import a definitions file and return the FeatureViews it defines, in order.
+
+    Relative schema paths are resolved against the definitions file's folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DefinitionError(f"feature definitions file {str(path)!r} does not exist")
+    module_name = f"rillet_features_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise DefinitionError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except DefinitionError as exc:
+        raise DefinitionError(f"{path}: {exc}") from exc
+    views = [v for v in vars(module).values() if isinstance(v, FeatureView)]
+    if not views:
+        raise DefinitionError(f"{path} defines no FeatureView")
+    resolved = []
+    for view in views:
+        schema = Path(view.schema)
+        if not schema.is_absolute():
+            schema = (path.parent / schema).resolve()
+        object.__setattr__(view, "schema", schema)
+        view.__dict__.pop("schema_json", None)
+        resolved.append(view)
+    names = [v.name for v in resolved]
+    if len(set(names)) != len(names):
+        raise DefinitionError(f"{path}: view names repeat: {names}")
+    return resolved

@@ -1,0 +1,152 @@
+"""`rillet demo`: the whole pipeline on a laptop, printing features at the end.
+
+Embedded broker and Redis, topics, a worker process, a synthetic payment
+stream (users paying at merchants over a few simulated hours, a little out of
+order, plus a few bad and late records to show the dead-letter path), a wait
+on consumer lag, then a table of features and where the Parquet files are.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import redis as redis_lib
+
+from sinks.offline import read_offline
+from sinks.reads import FeatureReader
+from sinks.redis_client import connect_redis
+from streams.definitions import FeatureView
+from streams.lag import wait_caught_up
+from streams.producer import EventProducer
+from streams.settings import Settings
+from streams.stack import EmbeddedStack, ManagedProcess, free_port, wait_until
+from streams.timeutil import format_ms
+from streams.topics import ensure_topics
+from streams.worker import WORKER_GROUP
+
+__all__ = ["run_demo", "synthetic_payments", "worker_process"]
+
+
+def synthetic_payments(users: int, events: int, start_ms: int, end_ms: int, seed: int = 7) -> list[dict]:
+    """Payments spread over [start_ms, end_ms], each user with a few favourite merchants."""
+    rng = random.Random(seed)
+    merchants = [f"m{i:03d}" for i in range(200)]
+    favourites = {u: rng.sample(merchants, 4) for u in range(users)}
+    span = end_ms - start_ms
+    out = []
+    for i in range(events):
+        user = rng.randrange(users)
+        t = start_ms + span * i // events - rng.randrange(0, 60_000)  # up to 1 min out of order
+        amount = None if rng.random() < 0.01 else round(rng.lognormvariate(3.0, 1.0), 2)
+        out.append({"user_id": f"u{user:04d}", "amount": amount,
+                    "merchant": rng.choice(favourites[user]), "event_time": max(t, start_ms)})
+    return out
+
+
+def worker_process(settings: Settings, features_path: str, workdir: Path, web_port: int) -> ManagedProcess:
+    """A `rillet worker` child process configured by environment, as a user would run it."""
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in settings_env(settings).items()})
+    env["RILLET_WEB_PORT"] = str(web_port)
+    return ManagedProcess("worker", [sys.executable, "-m", "streams.cli", "worker", "--features", features_path],
+                          workdir / f"worker-{web_port}.log", env=env).start()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The RILLET_* variables that reproduce `settings` in a child process (secrets included)."""
+    from dataclasses import fields
+
+    return {f.metadata["env"]: str(getattr(settings, f.name)) for f in fields(settings)}
+
+
+def _health(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+            return response.read().decode()
+    except OSError:
+        return None
+
+
+def run_demo(settings: Settings, views: list[FeatureView], features_path: str, *, users: int,
+             events: int, hours: float, follow: bool) -> int:
+    view = views[0]
+    workdir = Path("data/demo")
+    shutil.rmtree(workdir, ignore_errors=True)
+    settings = settings.with_(offline_path=str(workdir / "offline"), state_dir=str(workdir / "state"))
+    started = time.monotonic()
+    with EmbeddedStack(settings, workdir=workdir / "stack") as stack:
+        settings = stack.settings
+        for note in stack.notes:
+            print(f"[stack] {note}")
+        _forget_view(connect_redis(settings), view)
+        ensure_topics(settings, views)
+        port = free_port()
+        worker = worker_process(settings, features_path, workdir, port)
+        try:
+            print(f"[worker] starting (log {worker.log_path}); waiting for its partitions")
+            wait_until(lambda: not worker.alive() or view.topic in (_health(port) or ""),
+                       timeout_s=120, what="the worker to join its group", interval_s=0.2)
+            if not worker.alive():
+                print(f"rillet: error: the worker exited:\n{worker.tail()}", file=sys.stderr)
+                return 1
+            end_ms = int(time.time() * 1000)
+            stream = synthetic_payments(users, events, end_ms - int(hours * 3_600_000), end_ms)
+            t0 = time.monotonic()
+            with EventProducer(settings, view) as producer:
+                producer.send_many(stream)
+                producer.send_raw(b"u0000", b"\x07not avro")  # a malformed record: goes to the DLQ
+            heads = producer.report.heads
+            print(f"[producer] {producer.report.sent} events published to {view.topic}")
+            seconds = wait_caught_up(settings, WORKER_GROUP, view.topic, heads, timeout_s=600,
+                                     on_progress=_progress, alive=worker.alive)
+            elapsed = time.monotonic() - t0
+            print(f"\n[worker] caught up: {producer.report.sent} events in {elapsed:.1f}s "
+                  f"({producer.report.sent / elapsed:,.0f} events/s incl. publishing; lag wait {seconds:.1f}s)")
+            _print_features(settings, view, sorted({e["user_id"] for e in stream[-50:]})[:5])
+            offline = read_offline(settings.offline_root, view.name)
+            print(f"[offline] {offline.num_rows} rows in Parquet under {settings.offline_root.resolve()}")
+            print(f"[metrics] http://127.0.0.1:{port}/metrics")
+            if follow:
+                print("following: Ctrl-C stops everything")
+                threading.Event().wait()
+        finally:
+            worker.stop()
+    print(f"[demo] done in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def _forget_view(client: redis_lib.Redis, view: FeatureView) -> None:
+    """A fresh broker means fresh offsets: old online states of this view would mislead."""
+    for key in client.scan_iter(f"rillet:{view.name}:*", count=1000):
+        client.delete(key)
+
+
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    print(f"\r[worker] [{'#' * filled}{'.' * (width - filled)}] {done}/{total} processed",
+          end="", flush=True)
+
+
+def _print_features(settings: Settings, view: FeatureView, entities: list[str]) -> None:
+    reader = FeatureReader([view], connect_redis(settings))
+    names = view.feature_names
+    response = reader.get_online_features([f"{view.name}:{n}" for n in names],
+                                          [{view.entity: e} for e in entities])
+    print(f"\nFeatures of view {view.name!r} as of now ({format_ms(int(time.time() * 1000))}):")
+    width = max(len(n) for n in names)
+    header = " " * width + "  " + "".join(f"{e:>12}" for e in entities)
+    print(header)
+    for name in names:
+        cells = []
+        for row in response.rows:
+            value = row[f"{view.name}:{name}"]
+            cells.append(f"{value:>12.2f}" if isinstance(value, float) else f"{value!s:>12}")
+        print(f"{name:<{width}}  " + "".join(cells))

@@ -1,0 +1,36 @@
+"""Prometheus metrics of a worker, served at /metrics on its web port."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["WorkerMetrics"]
+
+
+class WorkerMetrics:
+    """The counters and gauges one worker process exposes (its own registry, so tests can read it)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events_in = Counter(
+            "rillet_events_in", "Source records read, per view", ["view"], registry=r)
+        self.aggregated = Counter(
+            "rillet_events_aggregated", "Events applied to window state", ["view"], registry=r)
+        self.dead_lettered = Counter(
+            "rillet_dead_lettered", "Records sent to the DLQ, by reason", ["view", "reason"], registry=r)
+        self.late = Counter(
+            "rillet_late_events", "Events later than watermark - grace", ["view"], registry=r)
+        self.duplicates = Counter(
+            "rillet_duplicate_events", "Re-delivered events skipped (already applied)", ["view"], registry=r)
+        self.lag = Gauge(
+            "rillet_consumer_lag", "Records behind the partition head", ["view", "partition"], registry=r)
+        self.last_event_ms = Gauge(
+            "rillet_last_event_time_ms", "Greatest event time processed", ["view"], registry=r)
+        self.delay = Gauge(
+            "rillet_processing_delay_seconds", "Wall clock minus the greatest event time seen", ["view"], registry=r)
+        self.batch_seconds = Histogram(
+            "rillet_batch_seconds", "Time to process and sink one batch", ["view"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

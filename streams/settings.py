@@ -1,0 +1,146 @@
+"""One settings object, read from RILLET_* environment variables.
+
+Defaults point at the embedded stack that `rillet up` starts, so a fresh
+checkout works with no configuration at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from streams.errors import ConfigError
+
+__all__ = ["ENV_VARS", "Settings", "redact_url"]
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by '***', safe for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _setting(default: object, env: str, doc: str, *, secret: bool = False, secret_url: bool = False):
+    """A settings field: its environment variable, its documentation, and whether it is secret."""
+    return field(default=default, repr=not secret,
+                 metadata={"env": env, "doc": doc, "secret": secret, "secret_url": secret_url})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Where the broker, Redis, registry and offline store are, and how to talk to them."""
+
+    bootstrap_servers: str = _setting(
+        "127.0.0.1:9092", "RILLET_BOOTSTRAP_SERVERS", "Kafka bootstrap servers (host:port, comma separated)"
+    )
+    broker_flavor: str = _setting(
+        "tansu", "RILLET_BROKER_FLAVOR",
+        "`tansu` switches on the local-broker workarounds; `kafka` for Apache Kafka or Redpanda",
+    )
+    redis_url: str = _setting(
+        "redis://127.0.0.1:6379/0", "RILLET_REDIS_URL",
+        "Online store; `rediss://` for TLS, password in the URL or RILLET_REDIS_PASSWORD", secret_url=True,
+    )
+    redis_password: str = _setting(
+        "", "RILLET_REDIS_PASSWORD", "Redis password (never logged)", secret=True
+    )
+    schema_registry_url: str = _setting(
+        "", "RILLET_SCHEMA_REGISTRY_URL",
+        "Confluent-compatible schema registry; empty: schema ids are kept in Redis", secret_url=True,
+    )
+    offline_path: str = _setting(
+        "data/offline", "RILLET_OFFLINE_PATH", "Root of the Parquet offline store"
+    )
+    state_dir: str = _setting(
+        "data/state", "RILLET_STATE_DIR", "Worker's local state directory (Faust data dir)"
+    )
+    web_port: int = _setting(
+        6066, "RILLET_WEB_PORT", "Worker's HTTP port for /health and /metrics"
+    )
+    partitions: int = _setting(
+        4, "RILLET_PARTITIONS", "Partitions of the topics rillet creates"
+    )
+    batch_size: int = _setting(
+        2000, "RILLET_BATCH_SIZE", "Events per worker batch (decode, state, sinks)"
+    )
+    batch_wait_ms: int = _setting(
+        200, "RILLET_BATCH_WAIT_MS", "Longest wait to fill a batch"
+    )
+    features: str = _setting(
+        "examples/payments/features.py", "RILLET_FEATURES", "Feature definitions file (Python) the commands load"
+    )
+    log_level: str = _setting(
+        "info", "RILLET_LOG_LEVEL", "debug, info, warning or error"
+    )
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Read every RILLET_* variable; unknown or malformed values are refused."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            if name in env and env[name] != "":
+                raw = env[name]
+                if f.type in ("int", int):
+                    try:
+                        values[f.name] = int(raw)
+                    except ValueError:
+                        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+                else:
+                    values[f.name] = raw
+        values.update(overrides)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse values that would only fail later, deep inside a client."""
+        if self.broker_flavor not in ("tansu", "kafka"):
+            raise ConfigError(f"RILLET_BROKER_FLAVOR={self.broker_flavor!r}: use 'tansu' or 'kafka'")
+        if urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(
+                f"RILLET_REDIS_URL={redact_url(self.redis_url)!r}: use redis://, rediss:// or unix://"
+            )
+        if self.partitions < 1:
+            raise ConfigError(f"RILLET_PARTITIONS={self.partitions}: must be at least 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"RILLET_BATCH_SIZE={self.batch_size}: must be at least 1")
+
+    @property
+    def offline_root(self) -> Path:
+        return Path(self.offline_path)
+
+    @property
+    def is_tansu(self) -> bool:
+        return self.broker_flavor == "tansu"
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def safe_view(self) -> dict[str, object]:
+        """Settings as a dict with every secret hidden: the only form that is ever logged."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret"):
+                value = "***" if value else ""
+            elif f.metadata.get("secret_url") and value:
+                value = redact_url(str(value))
+            out[f.metadata["env"]] = value
+        return out
+
+    def __repr__(self) -> str:
+        return f"Settings({self.safe_view()!r})"
+
+
+ENV_VARS: list[tuple[str, str, str]] = [
+    (f.metadata["env"], str(f.default), f.metadata["doc"]) for f in fields(Settings)
+]

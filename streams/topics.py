@@ -1,0 +1,42 @@
+"""Create a view's topics up front with their intended partition counts.
+
+Tansu auto-creates a topic used before it exists with 4 partitions, so the
+source and dead-letter topics are always created explicitly first.
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.definitions import FeatureView
+from streams.errors import StackError
+from streams.settings import Settings
+
+__all__ = ["ensure_topics"]
+
+
+def ensure_topics(settings: Settings, views: list[FeatureView]) -> list[str]:
+    """Create each view's source and DLQ topic if missing; returns the names created."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    try:
+        existing = set(admin.list_topics(timeout=10).topics)
+    except KafkaException as exc:
+        raise StackError(f"broker at {settings.bootstrap_servers} does not answer: {exc}") from None
+    wanted = {}
+    for view in views:
+        partitions = view.partitions or settings.partitions
+        for name in (view.topic, view.dlq_topic):
+            if name not in existing:
+                wanted[name] = NewTopic(name, num_partitions=partitions, replication_factor=1)
+    if not wanted:
+        return []
+    created = []
+    for name, future in admin.create_topics(list(wanted.values()), request_timeout=15).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise StackError(f"cannot create topic {name}: {exc}") from None
+    return created

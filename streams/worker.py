@@ -1,0 +1,228 @@
+"""The Faust app: one agent per view, window state in changelog-backed tables.
+
+Faust does what it is good at here — agents, partition assignment, tables
+with changelogs, recovery, offset commits — while the windowing is rillet's
+own engine. Each agent takes events in batches: a batch is decoded and
+applied, then its entity states go to the table (one changelog record per
+entity, on the source partition), Redis (one pipeline) and Parquet (one
+file per date and partition), and only then does Faust ack the batch, so a
+committed offset always has its results stored. Faust runs at-least-once;
+states carry the last applied offset, so a re-delivered event is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from schemas.codec import EventDecoder
+from schemas.store import SchemaStore
+from sinks.offline import OfflineStore
+from sinks.online import OnlineStore
+from sinks.redis_client import connect_redis_async
+from streams.definitions import FeatureView
+from streams.engine import ViewEngine
+from streams.metrics import WorkerMetrics
+from streams.processor import BatchResult, SourceRecord, ViewProcessor
+from streams.settings import Settings
+from streams.tansu import FAUST_GROUP_TIMING, shorten_faust_fetch_wait
+from streams.watermark import Watermarks
+
+__all__ = ["WORKER_GROUP", "build_app", "state_table_name"]
+
+log = logging.getLogger("rillet.worker")
+
+WORKER_GROUP = "rillet-worker"
+_WATERMARK_PREFIX = b"\x00watermark:"
+
+
+def state_table_name(view: FeatureView, version: int = 1) -> str:
+    return f"{view.name}-v{version}-state"
+
+
+def _log_json(level: int, **fields: Any) -> None:
+    log.log(level, json.dumps(fields, default=str))
+
+
+class _TableWatermarks(Watermarks):
+    """Watermarks that live in the state table, so they survive restarts and rebalances."""
+
+    def __init__(self, table: faust.Table) -> None:
+        super().__init__()
+        self._table = table
+
+    def get(self, partition: int) -> int | None:
+        if partition not in self._by_partition:
+            raw = self._table.data.get(_WATERMARK_PREFIX + str(partition).encode())
+            if raw is None:
+                return None
+            self._by_partition[partition] = int(raw)
+        return self._by_partition[partition]
+
+    def advance(self, partition: int, event_ms: int) -> int:
+        self.get(partition)
+        return super().advance(partition, event_ms)
+
+    def forget(self) -> None:
+        """Drop cached values: after a rebalance the table is the truth."""
+        self._by_partition.clear()
+
+
+class ViewAgent:
+    """Runs one view's batches against the table and the two stores."""
+
+    def __init__(self, app: faust.App, view: FeatureView, settings: Settings,
+                 store: SchemaStore, metrics: WorkerMetrics, version: int = 1) -> None:
+        self.app, self.view, self.settings, self.metrics = app, view, settings, metrics
+        partitions = view.partitions or settings.partitions
+        self.engine = ViewEngine(view)
+        self.source = app.topic(view.topic, key_serializer="raw", value_serializer="raw",
+                                partitions=partitions, internal=False)
+        self.dlq = app.topic(view.dlq_topic, key_serializer="raw", value_serializer="raw",
+                             partitions=partitions)
+        self.table = app.Table(state_table_name(view, version), default=None, key_serializer="raw",
+                               value_serializer="raw", partitions=partitions)
+        self.watermarks = _TableWatermarks(self.table)
+        self.processor = ViewProcessor(self.engine, EventDecoder(view, store), self.watermarks)
+        self.online = OnlineStore(view, version)
+        self.offline = OfflineStore(settings.offline_root, view, self.engine, version)
+        self.redis = connect_redis_async(settings)
+        self.last_event_ms = 0
+
+    def load_state(self, entity: str) -> bytes | None:
+        return self.table.data.get(entity.encode())
+
+    async def handle(self, events: list[EventT]) -> None:
+        started = time.perf_counter()
+        records = [
+            SourceRecord(
+                m.topic, m.partition, m.offset,
+                int(m.timestamp * 1000) if m.timestamp else None, m.key, m.value,
+                tuple(m.headers) if m.headers else (),
+            )
+            for m in (e.message for e in events)
+        ]
+        result = self.processor.process(records, self.load_state, int(time.time() * 1000))
+        self._store_in_table(result)
+        await self.online.write(self.redis, self.processor.state_writes(result))
+        if result.rows:
+            await asyncio.to_thread(self.offline.write, result.rows)
+        for letter in result.dead_letters:
+            await self.dlq.send(key=letter.record.key, value=letter.record.value,
+                                partition=letter.record.partition, headers=letter.headers())
+            _log_json(logging.WARNING, event="dead_letter", view=self.view.name, reason=letter.reason,
+                      partition=letter.record.partition, offset=letter.record.offset, error=letter.error)
+        self._observe(records, result, time.perf_counter() - started)
+
+    def _store_in_table(self, result: BatchResult) -> None:
+        """One changelog record per touched entity and per watermark, on the source partition."""
+        data, encode = self.table.data, self.engine.encode
+        for entity, (partition, state) in result.states.items():
+            key, blob = entity.encode(), encode(state)
+            data[key] = blob
+            self.table.send_changelog(partition, key, blob)
+        for partition, watermark in self.watermarks.items():
+            key = _WATERMARK_PREFIX + str(partition).encode()
+            value = str(watermark).encode()
+            if data.get(key) != value:
+                data[key] = value
+                self.table.send_changelog(partition, key, value)
+
+    def _observe(self, records: list[SourceRecord], result: BatchResult, seconds: float) -> None:
+        m, name = self.metrics, self.view.name
+        m.events_in.labels(name).inc(len(records))
+        m.aggregated.labels(name).inc(result.counts["aggregated"])
+        m.late.labels(name).inc(result.counts["late"])
+        m.duplicates.labels(name).inc(result.counts["duplicate"])
+        for letter in result.dead_letters:
+            m.dead_lettered.labels(name, letter.reason).inc()
+        if result.max_event_ms is not None:
+            self.last_event_ms = max(self.last_event_ms, result.max_event_ms)
+            m.last_event_ms.labels(name).set(self.last_event_ms)
+            m.delay.labels(name).set(time.time() - self.last_event_ms / 1000)
+        m.batch_seconds.labels(name).observe(seconds)
+        last_offsets: dict[int, int] = {}
+        for r in records:
+            last_offsets[r.partition] = max(r.offset, last_offsets.get(r.partition, -1))
+        for partition, offset in last_offsets.items():
+            tp = next((tp for tp in self.app.consumer.assignment()
+                       if tp.topic == self.view.topic and tp.partition == partition), None)
+            head = self.app.consumer.highwater(tp) if tp is not None else None
+            if head is not None:
+                m.lag.labels(name, str(partition)).set(max(head - offset - 1, 0))
+
+
+def build_app(settings: Settings, views: list[FeatureView], *, group: str = WORKER_GROUP) -> faust.App:
+    """A Faust app with one batch agent per view; run it with `faust.Worker(app)`."""
+    from schemas.store import open_schema_store
+
+    extra: dict[str, Any] = {}
+    if settings.is_tansu:
+        extra.update(FAUST_GROUP_TIMING)
+        shorten_faust_fetch_wait(50)
+    brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
+    app = faust.App(
+        group,
+        broker=brokers,
+        store="memory://",
+        autodiscover=False,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        datadir=settings.state_dir,
+        web_port=settings.web_port,
+        web_bind="127.0.0.1",
+        web_in_thread=False,
+        producer_linger=0.005,
+        stream_buffer_maxsize=max(4 * settings.batch_size, 4096),
+        **extra,
+    )
+    metrics = WorkerMetrics()
+    store = open_schema_store(settings)
+    agents = [ViewAgent(app, view, settings, store, metrics) for view in views]
+    wait_s = settings.batch_wait_ms / 1000
+
+    for agent in agents:
+        _register_agent(app, agent, settings.batch_size, wait_s)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.render(), content_type="text/plain")
+
+    @app.page("/health")
+    async def health_page(web: Any, request: Any) -> Any:
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+        return web.json({"status": "ok", "views": [a.view.name for a in agents], "assigned": assigned})
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalance(sender: Any, **kwargs: Any) -> None:
+        for agent in agents:
+            agent.watermarks.forget()
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+        _log_json(logging.INFO, event="rebalance", assigned=assigned)
+
+    app.rillet_metrics = metrics  # type: ignore[attr-defined]
+    app.rillet_agents = agents  # type: ignore[attr-defined]
+    return app
+
+
+def _register_agent(app: faust.App, agent: ViewAgent, batch_size: int, wait_s: float) -> None:
+    async def consume(stream: Any) -> None:
+        async for events in stream.take_events(batch_size, within=wait_s):
+            try:
+                await agent.handle(list(events))
+            except Exception as exc:
+                _log_json(logging.ERROR, event="batch_failed", view=agent.view.name,
+                          error=f"{type(exc).__name__}: {exc}")
+                raise
+
+    consume.__name__ = f"view_{agent.view.name}"
+    app.agent(agent.source, name=f"rillet.{agent.view.name}")(consume)
