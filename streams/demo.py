@@ -107,8 +107,12 @@ def run_demo(settings: Settings, views: list[FeatureView], features_path: str, *
             seconds = wait_caught_up(settings, WORKER_GROUP, view.topic, heads, timeout_s=600,
                                      on_progress=_progress, alive=worker.alive)
             elapsed = time.monotonic() - t0
-            print(f"\n[worker] caught up: {producer.report.sent} events in {elapsed:.1f}s "
-                  f"({producer.report.sent / elapsed:,.0f} events/s incl. publishing; lag wait {seconds:.1f}s)")
+            busy_s, events_in = _worker_busy(port, view)
+            print(f"\n[worker] caught up: {producer.report.sent} events {elapsed:.1f}s after publishing began "
+                  f"(lag reached 0 {seconds:.1f}s after the last send)")
+            if busy_s:
+                print(f"[worker] {events_in:,.0f} events in {busy_s:.2f}s of batch processing: "
+                      f"{events_in / busy_s:,.0f} events/s (decode, windows, changelog, Redis, Parquet)")
             _print_features(settings, view, sorted({e["user_id"] for e in stream[-50:]})[:5])
             offline = read_offline(settings.offline_root, view.name)
             print(f"[offline] {offline.num_rows} rows in Parquet under {settings.offline_root.resolve()}")
@@ -122,13 +126,35 @@ def run_demo(settings: Settings, views: list[FeatureView], features_path: str, *
     return 0
 
 
+def _worker_busy(port: int, view: FeatureView) -> tuple[float, float]:
+    """(seconds spent in batches, records read) from the worker's /metrics."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0, 0.0
+    busy = events = 0.0
+    for line in text.splitlines():
+        if line.startswith(f'rillet_batch_seconds_sum{{view="{view.name}"}}'):
+            busy = float(line.split()[-1])
+        elif line.startswith(f'rillet_events_in_total{{view="{view.name}"}}'):
+            events = float(line.split()[-1])
+    return busy, events
+
+
 def _forget_view(client: redis_lib.Redis, view: FeatureView) -> None:
     """A fresh broker means fresh offsets: old online states of this view would mislead."""
     for key in client.scan_iter(f"rillet:{view.name}:*", count=1000):
         client.delete(key)
 
 
+_last_progress: list[int] = [-1]
+
+
 def _progress(done: int, total: int) -> None:
+    if done == _last_progress[0]:
+        return
+    _last_progress[0] = done
     width = 30
     filled = width * done // max(total, 1)
     print(f"\r[worker] [{'#' * filled}{'.' * (width - filled)}] {done}/{total} processed",

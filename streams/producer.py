@@ -109,11 +109,17 @@ class EventProducer:
             raise RilletError(f"{remaining} events still undelivered after {timeout_s:.0f}s")
         return self.report
 
+    def close(self) -> DeliveryReport:
+        """Flush, then release the client (its connections close now, not at garbage collection)."""
+        report = self.flush()
+        self._producer = None  # type: ignore[assignment]
+        return report
+
     def __enter__(self) -> EventProducer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.flush()
+        self.close()
 
 
 def read_jsonl(path: str | Path) -> Iterable[dict[str, Any]]:

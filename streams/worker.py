@@ -86,8 +86,8 @@ class ViewAgent:
                                 partitions=partitions, internal=False)
         self.dlq = app.topic(view.dlq_topic, key_serializer="raw", value_serializer="raw",
                              partitions=partitions)
-        self.table = app.Table(state_table_name(view, version), default=None, key_serializer="raw",
-                               value_serializer="raw", partitions=partitions)
+        raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        self.table = app.Table(state_table_name(view, version), default=None, schema=raw, partitions=partitions)
         self.watermarks = _TableWatermarks(self.table)
         self.processor = ViewProcessor(self.engine, EventDecoder(view, store), self.watermarks)
         self.online = OnlineStore(view, version)
@@ -182,6 +182,7 @@ def build_app(settings: Settings, views: list[FeatureView], *, group: str = WORK
         web_bind="127.0.0.1",
         web_in_thread=False,
         producer_linger=0.005,
+        broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4 * settings.batch_size, 4096),
         **extra,
     )
@@ -216,6 +217,9 @@ def build_app(settings: Settings, views: list[FeatureView], *, group: str = WORK
 
 def _register_agent(app: faust.App, agent: ViewAgent, batch_size: int, wait_s: float) -> None:
     async def consume(stream: Any) -> None:
+        # Faust's producer buffer flushes every 100 messages by default; a batch writes
+        # up to one changelog record per entity, so let it hold a whole batch.
+        app.producer.buffer.max_messages = max(app.producer.buffer.max_messages, 2 * batch_size)
         async for events in stream.take_events(batch_size, within=wait_s):
             try:
                 await agent.handle(list(events))

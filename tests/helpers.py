@@ -1,0 +1,48 @@
+"""Test helpers shared by unit and integration tests (no mocks of the broker or Redis)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from schemas.store import canonical
+
+
+class MemorySchemaStore:
+    """Schema ids in a dict: the registry's contract without a server, for pure unit tests."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, dict] = {}
+        self.ids: dict[str, int] = {}
+
+    def register(self, subject: str, schema: dict) -> int:
+        form = canonical(schema)
+        if form not in self.ids:
+            self.ids[form] = len(self.ids) + 1
+            self.by_id[self.ids[form]] = schema
+        return self.ids[form]
+
+    def schema_by_id(self, schema_id: int) -> dict:
+        from schemas.store import UnknownSchemaError
+
+        if schema_id not in self.by_id:
+            raise UnknownSchemaError(f"no schema is registered with id {schema_id}")
+        return self.by_id[schema_id]
+
+
+EVENT_SCHEMA = {
+    "type": "record",
+    "name": "TestEvent",
+    "fields": [
+        {"name": "entity", "type": "string"},
+        {"name": "x", "type": ["null", "double"], "default": None},
+        {"name": "tag", "type": ["null", "string"], "default": None},
+        {"name": "ts", "type": "long"},
+    ],
+}
+
+
+def write_schema(folder: Path, schema: dict = EVENT_SCHEMA) -> Path:
+    path = folder / "event.avsc"
+    path.write_text(json.dumps(schema))
+    return path

@@ -1,0 +1,117 @@
+"""A brute-force oracle written straight from shared/semantics.md, sharing no code with rillet's engine.
+
+It recomputes every value from the full list of (non-late) events each time:
+slow, obviously right, and independent of panes, partials and merges.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OEvent:
+    entity: str
+    t: int
+    values: dict[str, Any]
+    offset: int
+
+
+def _agg(name: str, field: str | None, events: list[OEvent]) -> Any:
+    if name == "count":
+        return len(events)
+    vals = [(e.t, e.offset, e.values.get(field)) for e in events if e.values.get(field) is not None]
+    xs = [v for _, _, v in vals]
+    if name == "sum":
+        return math.fsum(xs) if xs else 0
+    if name == "count_distinct":
+        return len(set(xs))
+    if not xs:
+        return None
+    if name == "mean":
+        return float(sum(Fraction(x) for x in xs) / len(xs))
+    if name == "min":
+        return min(xs)
+    if name == "max":
+        return max(xs)
+    if name == "last":
+        return max(vals, key=lambda v: (v[0], v[1]))[2]
+    if name == "stddev":
+        mean = sum(Fraction(x) for x in xs) / len(xs)
+        return math.sqrt(float(sum((Fraction(x) - mean) ** 2 for x in xs) / len(xs)))
+    raise ValueError(name)
+
+
+def sessions(times: list[int], gap: int) -> list[tuple[int, int]]:
+    """Maximal runs of sorted times, each at most `gap` after the one before."""
+    out: list[list[int]] = []
+    for t in sorted(times):
+        if out and t - out[-1][1] <= gap:
+            out[-1][1] = t
+        else:
+            out.append([t, t])
+    return [(a, b) for a, b in out]
+
+
+def value_at(view: Any, events: list[OEvent], entity: str, t: int) -> dict[str, Any]:
+    """Every feature of `view` for `entity` at time `t`, from the raw events."""
+    mine = [e for e in events if e.entity == entity and e.t <= t]
+    names = []
+    for f in view.features:
+        names.append(f.name)
+    gaps = []
+    for f in view.features:
+        gap = getattr(f.window, "gap_ms", None)
+        if gap is not None and gap not in gaps:
+            gaps.append(gap)
+    from streams.timeutil import duration_label
+
+    session_cols = [f"session_{duration_label(g)}_{p}" for g in gaps for p in ("start", "end", "active")]
+    if not mine or max(e.t for e in mine) < t - view.ttl_ms:
+        return dict.fromkeys(names + session_cols)
+    out: dict[str, Any] = {}
+    for f in view.features:
+        w = f.window
+        if hasattr(w, "gap_ms"):
+            latest = max(e.t for e in mine)
+            start, end = next((a, b) for a, b in sessions([e.t for e in mine], w.gap_ms) if a <= latest <= b)
+            in_window = [e for e in mine if start <= e.t <= end]
+        else:
+            step = getattr(w, "step_ms", w.size_ms)
+            lo = (t // step) * step + step - w.size_ms
+            in_window = [e for e in mine if lo <= e.t <= t]
+        out[f.name] = _agg(f.aggregation, f.field, in_window)
+    latest = max(e.t for e in mine)
+    for g in gaps:
+        start, end = next((a, b) for a, b in sessions([e.t for e in mine], g) if a <= latest <= b)
+        label = duration_label(g)
+        out[f"session_{label}_start"] = start
+        out[f"session_{label}_end"] = end
+        out[f"session_{label}_active"] = t - end <= g
+    return out
+
+
+def late_mask(arrivals: list[OEvent], grace: int, partition_of) -> list[bool]:
+    """Which events (in arrival order) are late: earlier than their partition's watermark - grace."""
+    watermark: dict[int, int] = {}
+    late = []
+    for e in arrivals:
+        p = partition_of(e)
+        wm = watermark.get(p)
+        is_late = wm is not None and e.t < wm - grace
+        late.append(is_late)
+        if not is_late:
+            watermark[p] = max(wm if wm is not None else e.t, e.t)
+    return late
+
+
+def close(a: Any, b: Any) -> bool:
+    """Equal, with floats to a relative 1e-9 (semantics.md)."""
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None:
+            return False
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    return a == b
