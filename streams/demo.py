@@ -29,7 +29,6 @@ from streams.settings import Settings
 from streams.stack import EmbeddedStack, ManagedProcess, free_port, wait_until
 from streams.timeutil import format_ms
 from streams.topics import ensure_topics
-from streams.worker import WORKER_GROUP
 
 __all__ = ["run_demo", "synthetic_payments", "worker_process"]
 
@@ -104,7 +103,7 @@ def run_demo(settings: Settings, views: list[FeatureView], features_path: str, *
                 producer.send_raw(b"u0000", b"\x07not avro")  # a malformed record: goes to the DLQ
             heads = producer.report.heads
             print(f"[producer] {producer.report.sent} events published to {view.topic}")
-            seconds = wait_caught_up(settings, WORKER_GROUP, view.topic, heads, timeout_s=600,
+            seconds = wait_caught_up(settings, settings.worker_group, view.topic, heads, timeout_s=600,
                                      on_progress=_progress, alive=worker.alive)
             elapsed = time.monotonic() - t0
             busy_s, events_in = _worker_busy(port, view)

@@ -41,8 +41,11 @@ class EventProducer:
 
     def __init__(self, settings: Settings, view: FeatureView, *, store: SchemaStore | None = None,
                  extra_config: dict[str, Any] | None = None) -> None:
+        from streams.topics import ensure_topics
+
         self.view = view
         self.encoder = EventEncoder(view, store or open_schema_store(settings))
+        ensure_topics(settings, [view])  # an auto-created topic would get the broker's default partitions
         config = {
             "bootstrap.servers": settings.bootstrap_servers,
             "enable.idempotence": True,

@@ -55,6 +55,9 @@ class Settings:
         "", "RILLET_SCHEMA_REGISTRY_URL",
         "Confluent-compatible schema registry; empty: schema ids are kept in Redis", secret_url=True,
     )
+    worker_group: str = _setting(
+        "rillet-worker", "RILLET_WORKER_GROUP", "Consumer group (and Faust app id) of the stream workers"
+    )
     offline_path: str = _setting(
         "data/offline", "RILLET_OFFLINE_PATH", "Root of the Parquet offline store"
     )

@@ -13,16 +13,23 @@ from streams.definitions import FeatureView
 from streams.errors import StackError
 from streams.settings import Settings
 
-__all__ = ["ensure_topics"]
+__all__ = ["ensure_topics", "partition_counts"]
+
+
+def partition_counts(settings: Settings) -> dict[str, int]:
+    """Every topic's partition count, from the broker's metadata."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    try:
+        topics = admin.list_topics(timeout=10).topics
+    except KafkaException as exc:
+        raise StackError(f"broker at {settings.bootstrap_servers} does not answer: {exc}") from None
+    return {name: len(meta.partitions) for name, meta in topics.items()}
 
 
 def ensure_topics(settings: Settings, views: list[FeatureView]) -> list[str]:
     """Create each view's source and DLQ topic if missing; returns the names created."""
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-    try:
-        existing = set(admin.list_topics(timeout=10).topics)
-    except KafkaException as exc:
-        raise StackError(f"broker at {settings.bootstrap_servers} does not answer: {exc}") from None
+    existing = set(partition_counts(settings))
     wanted = {}
     for view in views:
         partitions = view.partitions or settings.partitions

@@ -34,11 +34,10 @@ from streams.settings import Settings
 from streams.tansu import FAUST_GROUP_TIMING, shorten_faust_fetch_wait
 from streams.watermark import Watermarks
 
-__all__ = ["WORKER_GROUP", "build_app", "state_table_name"]
+__all__ = ["build_app", "state_table_name"]
 
 log = logging.getLogger("rillet.worker")
 
-WORKER_GROUP = "rillet-worker"
 _WATERMARK_PREFIX = b"\x00watermark:"
 
 
@@ -77,10 +76,9 @@ class _TableWatermarks(Watermarks):
 class ViewAgent:
     """Runs one view's batches against the table and the two stores."""
 
-    def __init__(self, app: faust.App, view: FeatureView, settings: Settings,
-                 store: SchemaStore, metrics: WorkerMetrics, version: int = 1) -> None:
+    def __init__(self, app: faust.App, view: FeatureView, settings: Settings, store: SchemaStore,
+                 metrics: WorkerMetrics, partitions: int, version: int = 1) -> None:
         self.app, self.view, self.settings, self.metrics = app, view, settings, metrics
-        partitions = view.partitions or settings.partitions
         self.engine = ViewEngine(view)
         self.source = app.topic(view.topic, key_serializer="raw", value_serializer="raw",
                                 partitions=partitions, internal=False)
@@ -114,8 +112,7 @@ class ViewAgent:
         if result.rows:
             await asyncio.to_thread(self.offline.write, result.rows)
         for letter in result.dead_letters:
-            await self.dlq.send(key=letter.record.key, value=letter.record.value,
-                                partition=letter.record.partition, headers=letter.headers())
+            await self.dlq.send(key=letter.record.key, value=letter.record.value, headers=letter.headers())
             _log_json(logging.WARNING, event="dead_letter", view=self.view.name, reason=letter.reason,
                       partition=letter.record.partition, offset=letter.record.offset, error=letter.error)
         self._observe(records, result, time.perf_counter() - started)
@@ -158,9 +155,10 @@ class ViewAgent:
                 m.lag.labels(name, str(partition)).set(max(head - offset - 1, 0))
 
 
-def build_app(settings: Settings, views: list[FeatureView], *, group: str = WORKER_GROUP) -> faust.App:
+def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     """A Faust app with one batch agent per view; run it with `faust.Worker(app)`."""
     from schemas.store import open_schema_store
+    from streams.topics import partition_counts
 
     extra: dict[str, Any] = {}
     if settings.is_tansu:
@@ -168,7 +166,7 @@ def build_app(settings: Settings, views: list[FeatureView], *, group: str = WORK
         shorten_faust_fetch_wait(50)
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     app = faust.App(
-        group,
+        settings.worker_group,
         broker=brokers,
         store="memory://",
         autodiscover=False,
@@ -188,7 +186,12 @@ def build_app(settings: Settings, views: list[FeatureView], *, group: str = WORK
     )
     metrics = WorkerMetrics()
     store = open_schema_store(settings)
-    agents = [ViewAgent(app, view, settings, store, metrics) for view in views]
+    # The table's changelog must be co-partitioned with the source topic as it really is.
+    actual = partition_counts(settings)
+    agents = [
+        ViewAgent(app, view, settings, store, metrics, actual.get(view.topic, view.partitions or settings.partitions))
+        for view in views
+    ]
     wait_s = settings.batch_wait_ms / 1000
 
     for agent in agents:

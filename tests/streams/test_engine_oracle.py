@@ -8,6 +8,7 @@ feature is compared with the oracle at times on and around window edges.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -69,7 +70,7 @@ def test_engine_matches_oracle(tmp_path_factory, raw, grace, ttl, cuts, probes):
     stored: dict[str, bytes] = {}
     bounds = sorted({0, len(records), *[c for c in cuts if c < len(records)]})
     dropped = 0
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         result = processor.process(records[lo:hi], stored.get, now_ms=0)
         dropped += result.counts["late"]
         for w in processor.state_writes(result):

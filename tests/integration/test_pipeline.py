@@ -1,0 +1,190 @@
+"""The walking skeleton on real parts: producer -> broker -> worker process -> Redis + Parquet.
+
+A known history (out of order within grace, late events, malformed records)
+goes through the real Tansu broker to a real `rillet worker` process. The
+values in Redis and in the Parquet files must equal the oracle's, computed
+independently from the events; every record is either aggregated or in the
+dead-letter topic with its reason.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import textwrap
+import urllib.request
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import fastavro
+import pytest
+from confluent_kafka import Consumer
+
+import schemas
+from sinks.offline import read_offline
+from sinks.reads import FeatureReader
+from sinks.redis_client import connect_redis
+from streams.definitions import load_views
+from streams.demo import worker_process
+from streams.lag import wait_caught_up
+from streams.producer import EventProducer
+from streams.stack import free_port
+from tests.oracle import OEvent, close, late_mask, value_at
+
+pytestmark = pytest.mark.integration
+PAYMENT_SCHEMA = fastavro.parse_schema(__import__("json").loads((schemas.SCHEMA_DIR / "payment.avsc").read_text()))
+
+FEATURES = """
+from streams import Feature, FeatureView, Range, Session, Sliding, Tumbling
+
+w5 = Tumbling("5m")
+h1 = Sliding("1h", "5m")
+s30 = Session("30m")
+{name} = FeatureView(
+    name="{name}", topic="{name}", schema="{schema}", entity="user_id", event_time="event_time",
+    ttl="1d", grace="2m", checks={{"amount": Range(0, 1_000_000)}}, partitions=2,
+    features=[Feature("amount", agg, w) for agg in
+              ("count", "sum", "mean", "min", "max", "last", "stddev") for w in (w5, h1, s30)]
+             + [Feature("merchant", "count_distinct", h1), Feature("merchant", "last", s30)],
+)
+"""
+
+
+def make_history(seed: int = 3) -> list[dict]:
+    rng = random.Random(seed)
+    base = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+    events, t = [], base
+    for _ in range(300):
+        t += rng.randrange(0, 90_000)
+        jitter = rng.choice([0, 0, 0, -30_000, -100_000])  # within the 2 min grace
+        events.append({"user_id": f"u{rng.randrange(6)}", "merchant": f"m{rng.randrange(5)}",
+                       "amount": None if rng.random() < 0.05 else round(rng.uniform(1, 500), 2),
+                       "event_time": t + jitter})
+    events.insert(150, dict(events[149], event_time=events[149]["event_time"] - 10 * 60_000))  # late
+    events.insert(200, dict(events[199], event_time=events[199]["event_time"] - 30 * 60_000))  # late
+    return events
+
+
+def test_worker_computes_exact_values_in_redis_and_parquet(stack, tmp_path):
+    name = f"pay_{uuid.uuid4().hex[:8]}"
+    schema = (tmp_path / "payment.avsc")
+    schema.write_text((schemas.SCHEMA_DIR / "payment.avsc").read_text())
+    features_file = tmp_path / "features.py"
+    features_file.write_text(textwrap.dedent(FEATURES.format(name=name, schema=schema)))
+    [view] = load_views(features_file)
+    settings = stack.settings.with_(offline_path=str(tmp_path / "offline"), state_dir=str(tmp_path / "state"),
+                                    worker_group=f"g-{name}")
+    history = make_history()
+    port = free_port()
+    worker = worker_process(settings, str(features_file), tmp_path, port)
+    try:
+        with EventProducer(settings, view) as producer:
+            for event in history:
+                producer.send(event)
+            producer.send_raw(b"u1", b"\x01garbage")                       # bad magic byte
+            producer.send_raw(b"u1", b"\x00\x00\x00")                      # truncated header
+            producer.send(dict(history[0], user_id=""))                    # missing entity
+            producer.send(dict(history[0], amount=2_000_000.0))           # outside the declared range
+        heads = producer.report.heads
+        wait_caught_up(settings, settings.worker_group, view.topic, heads, timeout_s=180, alive=worker.alive)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        worker.stop()
+    assert not worker.alive()
+
+    # The oracle, from the records as the broker holds them, decoded independently of rillet.
+    records = _read_topic(settings, view.topic, sum(heads.values()))
+    arrivals = []
+    for partition, offset, raw in records:
+        event = _independent_decode(raw)
+        if event is None or not event["user_id"] or (event["amount"] or 0) > 1_000_000:
+            continue
+        arrivals.append((partition, OEvent(event["user_id"], event["event_time"],
+                                           {"amount": event["amount"], "merchant": event["merchant"]}, offset)))
+    partition_of = {id(e): p for p, e in arrivals}
+    events = [e for _, e in arrivals]
+    late = late_mask(events, view.grace_ms, lambda e: partition_of[id(e)])
+    kept = [e for e, is_late in zip(events, late, strict=True) if not is_late]
+    assert sum(late) >= 2
+
+    # Online: every entity, at its latest event and later (windows decay between events).
+    reader = FeatureReader([view], connect_redis(settings))
+    for entity in sorted({e.entity for e in kept}):
+        latest = max(e.t for e in kept if e.entity == entity)
+        for t in (latest, latest + 4 * 60_000, latest + 31 * 60_000, latest + 2 * 3_600_000):
+            row = reader.get_online_features([f"{view.name}:*"], [{"user_id": entity}], as_of=t).rows[0]
+            want = value_at(view, kept, entity, t)
+            for feature, expected in want.items():
+                assert close(row[f"{view.name}:{feature}"], expected), (entity, t, feature)
+
+    # Offline: one row per aggregated event, holding the values right after that event.
+    rows = read_offline(settings.offline_root, view.name).to_pylist()
+    assert len(rows) == len(kept)
+    for row in rows:
+        prefix = [e for e in kept if e.entity == row["entity"] and e.offset <= row["offset"]]
+        t = int(row["feature_timestamp"].timestamp() * 1000)
+        assert t == max(e.t for e in prefix)
+        want = value_at(view, prefix, row["entity"], t)
+        for feature in view.feature_names:
+            assert close(row[feature], want[feature]), (row["entity"], t, feature)
+
+    # Dead letters: each bad record, with its reason; the counts add up.
+    reasons = Counter(_dlq_reasons(settings, view.dlq_topic, expected=4 + sum(late)))
+    assert reasons == Counter({"bad_magic": 1, "truncated": 1, "missing_entity": 1, "out_of_range": 1,
+                               "late": sum(late)})
+    assert len(kept) + sum(reasons.values()) == sum(heads.values())
+    assert f'rillet_dead_lettered_total{{reason="late",view="{view.name}"}} {float(sum(late))}' in metrics
+
+
+def _independent_decode(raw: bytes) -> dict | None:
+    """Avro body after a 5-byte Confluent header, or None for anything malformed."""
+    if len(raw) < 5 or raw[0] != 0:
+        return None
+    try:
+        record = fastavro.schemaless_reader(io.BytesIO(raw[5:]), PAYMENT_SCHEMA)
+    except Exception:
+        return None
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    record["event_time"] = (record["event_time"] - epoch) // timedelta(milliseconds=1)
+    return record
+
+
+def _consumer(settings, prefix: str) -> Consumer:
+    return Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{prefix}-{uuid.uuid4()}",
+                     "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                     "heartbeat.interval.ms": 1000, "partition.assignment.strategy": "range"})
+
+
+def _read_topic(settings, topic: str, total: int) -> list[tuple[int, int, bytes]]:
+    """Every record of a topic as (partition, offset, value), in offset order per partition."""
+    consumer = _consumer(settings, "check")
+    consumer.subscribe([topic])
+    out = []
+    try:
+        while len(out) < total:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            out.append((msg.partition(), msg.offset(), msg.value()))
+    finally:
+        consumer.close()
+    return sorted(out)
+
+
+def _dlq_reasons(settings, topic: str, expected: int) -> list[str]:
+    consumer = _consumer(settings, "dlq")
+    consumer.subscribe([topic])
+    reasons = []
+    try:
+        while len(reasons) < expected:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            headers = dict(msg.headers() or [])
+            assert headers["rillet.source.topic"].decode() == topic.removesuffix(".dlq")
+            assert msg.value() is not None or headers["rillet.reason"] == b"truncated"
+            reasons.append(headers["rillet.reason"].decode())
+    finally:
+        consumer.close()
+    return reasons
