@@ -67,6 +67,9 @@ class Settings:
     web_port: int = _setting(
         6066, "RILLET_WEB_PORT", "Worker's HTTP port for /health and /metrics"
     )
+    web_host: str = _setting(
+        "127.0.0.1", "RILLET_WEB_HOST", "Address the worker's HTTP port binds (0.0.0.0 in a container)"
+    )
     partitions: int = _setting(
         4, "RILLET_PARTITIONS", "Partitions of the topics rillet creates"
     )

@@ -177,7 +177,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
         table_standby_replicas=0,
         datadir=settings.state_dir,
         web_port=settings.web_port,
-        web_bind="127.0.0.1",
+        web_bind=settings.web_host,
         web_in_thread=False,
         producer_linger=0.005,
         broker_commit_interval=1.0,

@@ -1,4 +1,9 @@
-"""Fixtures: the real embedded stack (Tansu + Redis or Valkey), started once per test session."""
+"""Fixtures: the real stack, started once per test session.
+
+`stack` is the embedded one (Tansu + the local Redis, or an embedded Valkey)
+and, where a Docker engine answers, also Apache Kafka and Redis containers
+(testcontainers): integration tests that take `stack` run on both.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,49 @@ from streams.settings import Settings
 from streams.stack import EmbeddedStack
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    """Tansu on a free port and Redis (the local one at RILLET_REDIS_URL, else an embedded Valkey)."""
+def docker_engine_problem() -> str | None:
+    """None when a Docker engine answers, else why not."""
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception as exc:  # no socket, no permission, no daemon: all mean "skip"
+        return f"no Docker engine answers ({type(exc).__name__}); the container variant needs one"
+    return None
+
+
+class ContainerStack:
+    """Kafka and Redis in containers, with settings pointing at them."""
+
+    def __init__(self) -> None:
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.redis import RedisContainer
+
+        self.kafka = KafkaContainer("confluentinc/cp-kafka:7.6.1").with_kraft()
+        self.redis = RedisContainer("redis:7.4-alpine")
+
+    def __enter__(self) -> ContainerStack:
+        self.kafka.start()
+        self.redis.start()
+        host, port = self.redis.get_container_host_ip(), self.redis.get_exposed_port(6379)
+        self.settings = Settings.from_env({}, bootstrap_servers=self.kafka.get_bootstrap_server(),
+                                          broker_flavor="kafka", redis_url=f"redis://{host}:{port}/0")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.redis.stop()
+        self.kafka.stop()
+
+
+@pytest.fixture(scope="session", params=["embedded", "containers"])
+def stack(request, tmp_path_factory):
+    if request.param == "containers":
+        problem = docker_engine_problem()
+        if problem:
+            pytest.skip(problem)
+        with ContainerStack() as running:
+            yield running
+        return
     workdir = tmp_path_factory.mktemp("stack")
     with EmbeddedStack(Settings.from_env(), broker_port=0, redis="auto", workdir=workdir) as running:
         yield running
