@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from streams.errors import ConfigError, RilletError
-from streams.settings import Settings
+from streams.settings import Settings, redact_url
 
 __all__ = ["main"]
 
@@ -93,16 +93,16 @@ def _view(views: list, name: str) -> Any:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from streams.stack import EmbeddedStack
 
+    stopped = threading.Event()  # handlers first: a signal during start-up must still clean up
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
     stack = EmbeddedStack(settings, broker_port=args.broker_port, redis=args.redis, workdir="data/stack")
     stack.start()
     for note in stack.notes:
         print(note)
     print(f"export RILLET_BOOTSTRAP_SERVERS={stack.settings.bootstrap_servers}")
-    print(f"export RILLET_REDIS_URL={stack.settings.redis_url}")
+    print(f"export RILLET_REDIS_URL={redact_url(stack.settings.redis_url)}")
     print("running; Ctrl-C stops what was started", flush=True)
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
     try:
         while not stopped.wait(0.5):
             if any(not p.alive() for p in stack.processes):
