@@ -89,7 +89,12 @@ class ViewProcessor:
         """Decode, drop late events to the DLQ, apply the rest; state is read once per entity."""
         engine, result = self.engine, BatchResult()
         states, counts = result.states, result.counts
+        progress = self.watermarks
         for record in records:
+            if progress.handled(record.partition, record.offset):
+                counts["duplicate"] += 1
+                continue
+            progress.mark(record.partition, record.offset)
             try:
                 event = self.decoder.decode(record.value, record.timestamp_ms, record.partition, record.offset)
             except EventDecodeError as exc:

@@ -50,23 +50,26 @@ def _log_json(level: int, **fields: Any) -> None:
 
 
 class _TableWatermarks(Watermarks):
-    """Watermarks that live in the state table, so they survive restarts and rebalances."""
+    """Partition progress kept in the state table, so it survives restarts and rebalances."""
 
     def __init__(self, table: faust.Table) -> None:
         super().__init__()
         self._table = table
 
-    def get(self, partition: int) -> int | None:
-        if partition not in self._by_partition:
-            raw = self._table.data.get(_WATERMARK_PREFIX + str(partition).encode())
-            if raw is None:
-                return None
-            self._by_partition[partition] = int(raw)
-        return self._by_partition[partition]
+    @staticmethod
+    def key(partition: int) -> bytes:
+        return _WATERMARK_PREFIX + str(partition).encode()
 
-    def advance(self, partition: int, event_ms: int) -> int:
-        self.get(partition)
-        return super().advance(partition, event_ms)
+    @staticmethod
+    def encode(entry: tuple[int | None, int]) -> bytes:
+        return f"{'' if entry[0] is None else entry[0]}:{entry[1]}".encode()
+
+    def _load(self, partition: int) -> tuple[int | None, int]:
+        raw = self._table.data.get(self.key(partition))
+        if raw is None:
+            return (None, -1)
+        watermark, _, offset = raw.decode().partition(":")
+        return (int(watermark) if watermark else None, int(offset))
 
     def forget(self) -> None:
         """Drop cached values: after a rebalance the table is the truth."""
@@ -84,8 +87,11 @@ class ViewAgent:
                                 partitions=partitions, internal=False)
         self.dlq = app.topic(view.dlq_topic, key_serializer="raw", value_serializer="raw",
                              partitions=partitions)
+        # key_type/value_type=bytes is what makes Faust use raw bytes on *recovery* too;
+        # the schema alone only covers writes (a restarted worker would json-decode msgpack).
         raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-        self.table = app.Table(state_table_name(view, version), default=None, schema=raw, partitions=partitions)
+        self.table = app.Table(state_table_name(view, version), default=None, schema=raw, key_type=bytes,
+                               value_type=bytes, partitions=partitions)
         self.watermarks = _TableWatermarks(self.table)
         self.processor = ViewProcessor(self.engine, EventDecoder(view, store), self.watermarks)
         self.online = OnlineStore(view, version)
@@ -107,10 +113,12 @@ class ViewAgent:
             for m in (e.message for e in events)
         ]
         result = self.processor.process(records, self.load_state, int(time.time() * 1000))
-        self._store_in_table(result)
+        # Sinks first, changelog last: the changelog is the batch's commit point. A crash
+        # before it re-processes the batch, rewriting the same Redis states and Parquet rows.
         await self.online.write(self.redis, self.processor.state_writes(result))
         if result.rows:
             await asyncio.to_thread(self.offline.write, result.rows)
+        self._store_in_table(result)
         for letter in result.dead_letters:
             await self.dlq.send(key=letter.record.key, value=letter.record.value, headers=letter.headers())
             _log_json(logging.WARNING, event="dead_letter", view=self.view.name, reason=letter.reason,
@@ -118,15 +126,18 @@ class ViewAgent:
         self._observe(records, result, time.perf_counter() - started)
 
     def _store_in_table(self, result: BatchResult) -> None:
-        """One changelog record per touched entity and per watermark, on the source partition."""
+        """One changelog record per touched entity, then per partition's progress, on the source partition.
+
+        Progress goes last: records of one partition arrive in order, so once the
+        progress record is durable, so are the entity states before it.
+        """
         data, encode = self.table.data, self.engine.encode
         for entity, (partition, state) in result.states.items():
             key, blob = entity.encode(), encode(state)
             data[key] = blob
             self.table.send_changelog(partition, key, blob)
-        for partition, watermark in self.watermarks.items():
-            key = _WATERMARK_PREFIX + str(partition).encode()
-            value = str(watermark).encode()
+        for partition, entry in self.watermarks.items():
+            key, value = self.watermarks.key(partition), self.watermarks.encode(entry)
             if data.get(key) != value:
                 data[key] = value
                 self.table.send_changelog(partition, key, value)
