@@ -255,15 +255,13 @@ class ViewEngine:
         return values
 
     def _merge_panes(self, state: EntityState, g: int, count: int, t_ms: int) -> list:
-        slots = self.grid_slots[g]
+        """The partials of the `count` panes ending with the one holding `t_ms`, combined per slot."""
         newest = t_ms // self.grid_steps[g]
-        partials = [slot.agg.initial() for slot in slots]
-        panes = state.grids[g]
-        for index in range(newest - count + 1, newest + 1):
-            pane = panes.get(index)
-            if pane is not None:
-                partials = [slot.agg.merge(a, b) for slot, a, b in zip(slots, partials, pane, strict=True)]
-        return partials
+        oldest = newest - count + 1
+        panes = [pane for index, pane in state.grids[g].items() if oldest <= index <= newest]
+        if len(panes) == 1:
+            return panes[0]
+        return [slot.agg.combine([pane[i] for pane in panes]) for i, slot in enumerate(self.grid_slots[g])]
 
     # ------------------------------------------------------------ persistence
     def encode(self, state: EntityState) -> bytes:

@@ -1,0 +1,1 @@
+"""Benchmarks: printed figures and ratios against baselines run in the same process."""
