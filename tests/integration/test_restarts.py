@@ -85,3 +85,52 @@ def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(stack, tmp_path):
                                                                      expected)
     offline = read_offline(settings.offline_root, view.name)
     assert offline.num_rows == total  # one row per event, re-written batches collapse to one
+
+
+def test_two_workers_split_the_partitions_and_agree_with_one(stack, tmp_path):
+    name = f"pair_{uuid.uuid4().hex[:8]}"
+    features = tmp_path / "features.py"
+    features.write_text(textwrap.dedent(FEATURES.format(name=name, schema=schemas.SCHEMA_DIR / "payment.avsc")
+                                        .replace("partitions=3", "partitions=4")))
+    [view] = load_views(features)
+    settings = stack.settings.with_(offline_path=str(tmp_path / "off"), worker_group=f"g-{name}")
+    base = 1_767_225_600_000
+    history = synthetic_payments(users=30, events=3000, start_ms=base, end_ms=base + 3 * 3_600_000, seed=2)
+    ports = [free_port(), free_port()]
+    workers = [worker_process(settings, str(features), tmp_path, port) for port in ports]
+    try:
+        def assigned(port: int) -> set[str]:
+            health = _health(port)
+            return {a for a in (health or {}).get("assigned", []) if a.startswith(f"{name}:")}
+
+        wait_until(lambda: len(assigned(ports[0]) | assigned(ports[1])) == 4
+                   and all(assigned(p) for p in ports), timeout_s=120, what="both workers to own partitions")
+        split = [assigned(p) for p in ports]
+        with EventProducer(settings, view) as producer:
+            producer.send_many(history)
+        wait_caught_up(settings, settings.worker_group, view.topic, producer.report.heads, timeout_s=120,
+                       alive=lambda: all(w.alive() for w in workers))
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert not split[0] & split[1]
+
+    events = [OEvent(e["user_id"], e["event_time"], {"amount": e["amount"]}, i) for i, e in enumerate(history)]
+    reader = FeatureReader([view], connect_redis(settings))
+    for entity in sorted({e.entity for e in events}):
+        latest = max(e.t for e in events if e.entity == entity)
+        row = reader.get_online_features([f"{view.name}:*"], [{"user_id": entity}], as_of=latest).rows[0]
+        for feature, expected in value_at(view, events, entity, latest).items():
+            assert close(row[f"{view.name}:{feature}"], expected), (entity, feature)
+    assert read_offline(settings.offline_root, view.name).num_rows == len(history)
+
+
+def _health(port: int) -> dict | None:
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
