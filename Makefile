@@ -23,7 +23,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.throughput
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache .hypothesis
