@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import faust
 
+from bench.done_counter import DoneCounter
 from streams.tansu import FAUST_GROUP_TIMING, shorten_faust_fetch_wait
 
 topic_name, expected = sys.argv[1], int(sys.argv[2])
@@ -19,18 +19,13 @@ app = faust.App(f"bench-minimal-{os.getpid()}", broker=f"kafka://{os.environ['RI
                 autodiscover=False, consumer_auto_offset_reset="earliest", web_enabled=False,
                 store="memory://", **FAUST_GROUP_TIMING)
 topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
-state = {"n": 0, "first": 0.0}
+counter = DoneCounter(expected)
 
 
 @app.agent(topic)
 async def count(stream):
     async for _ in stream:
-        state["n"] += 1
-        if state["n"] == 1:
-            state["first"] = time.time()
-        if state["n"] == expected:
-            print(f"DONE {state['first']} {time.time()} {state['n']}", flush=True)
-            os._exit(0)
+        counter.tick()
 
 
 if __name__ == "__main__":

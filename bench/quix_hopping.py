@@ -9,12 +9,12 @@ import io
 import json
 import os
 import sys
-import time
 
 import fastavro
 from quixstreams import Application
 from quixstreams.models.topics.manager import TopicManager
 
+from bench.done_counter import DoneCounter
 from schemas import SCHEMA_DIR
 
 _derive = TopicManager.derive_topic_config.__func__
@@ -39,7 +39,7 @@ app = Application(broker_address=os.environ["RILLET_BOOTSTRAP_SERVERS"], consume
                   auto_offset_reset="earliest", state_dir=f"/tmp/quix-state-{os.getpid()}",
                   consumer_extra_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
                                          "fetch.wait.max.ms": 50})
-state = {"n": 0, "first": 0.0}
+counter = DoneCounter(expected)
 
 
 def decode(raw: bytes) -> dict:
@@ -47,12 +47,7 @@ def decode(raw: bytes) -> dict:
 
 
 def count(value: dict) -> dict:
-    state["n"] += 1
-    if state["n"] == 1:
-        state["first"] = time.time()
-    if state["n"] == expected:
-        print(f"DONE {state['first']} {time.time()} {state['n']}", flush=True)
-        os._exit(0)
+    counter.tick()
     return value
 
 

@@ -29,7 +29,7 @@ def online_key(view: str, version: int, entity: str) -> str:
 
 
 class OnlineStore:
-    """Writes (async, pipelined, retried) and reads (sync, one round trip) of entity states."""
+    """Writes entity states: async, pipelined, retried while Redis is down (reads: sinks.reads)."""
 
     def __init__(self, view: FeatureView, version: int = 1) -> None:
         self.view = view
@@ -62,9 +62,3 @@ class OnlineStore:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, max_wait_s / 10)
-
-    def read_states(self, client: redis.Redis, entities: list[str]) -> list[bytes | None]:
-        """The stored states of many entities in one round trip (MGET)."""
-        if not entities:
-            return []
-        return client.mget([self.key(e) for e in entities])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 import redis.asyncio as aredis
 
-from streams.settings import Settings, redact_url
+from streams.settings import Settings
 
 __all__ = ["connect_redis", "connect_redis_async"]
 
@@ -25,11 +25,3 @@ def connect_redis(settings: Settings) -> redis.Redis:
 def connect_redis_async(settings: Settings) -> aredis.Redis:
     """An asyncio client for the worker, so a slow Redis never blocks the event loop."""
     return aredis.Redis.from_url(settings.redis_url, **_kwargs(settings))
-
-
-def describe(settings: Settings) -> str:
-    """Where Redis is, safe to print."""
-    return redact_url(settings.redis_url)
-
-
-__all__ += ["describe"]

@@ -22,7 +22,7 @@ from streams.definitions import FeatureView
 from streams.errors import RilletError
 from streams.settings import Settings
 
-__all__ = ["DeliveryReport", "EventProducer"]
+__all__ = ["DeliveryReport", "EventProducer", "read_jsonl"]
 
 
 @dataclass
@@ -135,5 +135,3 @@ def read_jsonl(path: str | Path) -> Iterable[dict[str, Any]]:
                 except json.JSONDecodeError as exc:
                     raise InvalidEventError(f"{path}:{number}: not JSON: {exc.msg}") from None
 
-
-__all__ += ["read_jsonl"]

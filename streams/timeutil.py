@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from streams.errors import DefinitionError
 
-__all__ = ["duration_label", "format_ms", "parse_duration_ms", "to_ms", "utc_from_ms"]
+__all__ = ["datetime_to_ms", "duration_label", "format_ms", "parse_duration_ms", "to_ms", "utc_from_ms"]
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
@@ -74,5 +74,3 @@ def datetime_to_ms(value: datetime) -> int:
         )
     return (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
-
-__all__ += ["datetime_to_ms"]

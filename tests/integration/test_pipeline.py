@@ -156,35 +156,31 @@ def _consumer(settings, prefix: str) -> Consumer:
                      "heartbeat.interval.ms": 1000, "partition.assignment.strategy": "range"})
 
 
-def _read_topic(settings, topic: str, total: int) -> list[tuple[int, int, bytes]]:
-    """Every record of a topic as (partition, offset, value), in offset order per partition."""
+def _consume(settings, topic: str, total: int) -> list:
+    """The first `total` records of a topic, read by a fresh consumer group from the start."""
     consumer = _consumer(settings, "check")
     consumer.subscribe([topic])
     out = []
     try:
         while len(out) < total:
             msg = consumer.poll(1.0)
-            if msg is None or msg.error():
-                continue
-            out.append((msg.partition(), msg.offset(), msg.value()))
+            if msg is not None and not msg.error():
+                out.append(msg)
     finally:
         consumer.close()
-    return sorted(out)
+    return out
+
+
+def _read_topic(settings, topic: str, total: int) -> list[tuple[int, int, bytes]]:
+    """Every record of a topic as (partition, offset, value), in offset order per partition."""
+    return sorted((m.partition(), m.offset(), m.value()) for m in _consume(settings, topic, total))
 
 
 def _dlq_reasons(settings, topic: str, expected: int) -> list[str]:
-    consumer = _consumer(settings, "dlq")
-    consumer.subscribe([topic])
     reasons = []
-    try:
-        while len(reasons) < expected:
-            msg = consumer.poll(1.0)
-            if msg is None or msg.error():
-                continue
-            headers = dict(msg.headers() or [])
-            assert headers["rillet.source.topic"].decode() == topic.removesuffix(".dlq")
-            assert msg.value() is not None or headers["rillet.reason"] == b"truncated"
-            reasons.append(headers["rillet.reason"].decode())
-    finally:
-        consumer.close()
+    for msg in _consume(settings, topic, expected):
+        headers = dict(msg.headers() or [])
+        assert headers["rillet.source.topic"].decode() == topic.removesuffix(".dlq")
+        assert msg.value() is not None or headers["rillet.reason"] == b"truncated"
+        reasons.append(headers["rillet.reason"].decode())
     return reasons
