@@ -214,6 +214,19 @@ class ViewEngine:
         last = out[-1]
         return [sess for sess in out if sess is last or sess[1] >= horizon]
 
+    def droppable(self, latest_ms: int, watermark_ms: int | None) -> bool:
+        """True when an entity's state can no longer affect any value a new event would produce.
+
+        Any future non-late event is at least `watermark - grace`; a window (or a
+        session gap) reaching back from it cannot reach an entity whose latest event
+        is older than that minus the longest window, so the state would start fresh
+        anyway. Reads of the old values come from the online store, which expires
+        on its own (ttl + longest window).
+        """
+        if watermark_ms is None:
+            return False
+        return latest_ms < watermark_ms - self.grace_ms - self.view.longest_window_ms
+
     # ------------------------------------------------------------------- as_of
     def expired(self, state: EntityState | None, t_ms: int) -> bool:
         """Missing: never seen, or the latest event is older than `t - ttl` (Feast's TTL rule)."""

@@ -79,6 +79,9 @@ class Settings:
     batch_wait_ms: int = _setting(
         200, "RILLET_BATCH_WAIT_MS", "Longest wait to fill a batch"
     )
+    state_sweep_ms: int = _setting(
+        30_000, "RILLET_STATE_SWEEP_MS", "How often a worker drops window state no new event can reach"
+    )
     features: str = _setting(
         "examples/payments/features.py", "RILLET_FEATURES", "Feature definitions file (Python) the commands load"
     )

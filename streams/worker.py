@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -98,6 +99,8 @@ class ViewAgent:
         self.offline = OfflineStore(settings.offline_root, view, self.engine, version)
         self.redis = connect_redis_async(settings)
         self.last_event_ms = 0
+        self._latest: dict[bytes, tuple[int, int]] | None = None  # entity key -> (partition, latest_ms)
+        self._last_sweep = time.monotonic()
 
     def load_state(self, entity: str) -> bytes | None:
         return self.table.data.get(entity.encode())
@@ -119,6 +122,8 @@ class ViewAgent:
         if result.rows:
             await asyncio.to_thread(self.offline.write, result.rows)
         self._store_in_table(result)
+        if time.monotonic() - self._last_sweep >= self.settings.state_sweep_ms / 1000:
+            self.expire_states()
         for letter in result.dead_letters:
             await self.dlq.send(key=letter.record.key, value=letter.record.value, headers=letter.headers())
             _log_json(logging.WARNING, event="dead_letter", view=self.view.name, reason=letter.reason,
@@ -136,11 +141,39 @@ class ViewAgent:
             key, blob = entity.encode(), encode(state)
             data[key] = blob
             self.table.send_changelog(partition, key, blob)
+            if self._latest is not None:
+                self._latest[key] = (partition, state.latest_ms)
         for partition, entry in self.watermarks.items():
             key, value = self.watermarks.key(partition), self.watermarks.encode(entry)
             if data.get(key) != value:
                 data[key] = value
                 self.table.send_changelog(partition, key, value)
+
+    def forget(self) -> None:
+        """After a rebalance the table is the truth: drop what this process cached."""
+        self.watermarks.forget()
+        self._latest = None
+
+    def expire_states(self) -> int:
+        """Drop (with a changelog tombstone) entity states the engine says no new event can reach."""
+        self._last_sweep = time.monotonic()
+        data = self.table.data
+        if self._latest is None:
+            self._latest = {}
+            for key, blob in list(data.items()):
+                if not key.startswith(_WATERMARK_PREFIX):
+                    state = self.engine.decode(blob)
+                    self._latest[key] = (state.partition, state.latest_ms)
+        dropped = 0
+        for key, (partition, latest_ms) in list(self._latest.items()):
+            if self.engine.droppable(latest_ms, self.watermarks.get(partition)):
+                del self._latest[key]
+                if key in data:
+                    del data[key]
+                    self.table.send_changelog(partition, key, None)
+                    dropped += 1
+        self.metrics.expired.labels(self.view.name).inc(dropped)
+        return dropped
 
     def _observe(self, records: list[SourceRecord], result: BatchResult, seconds: float) -> None:
         m, name = self.metrics, self.view.name
@@ -176,6 +209,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
         extra.update(FAUST_GROUP_TIMING)
         shorten_faust_fetch_wait(50)
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
+    Path(settings.state_dir).mkdir(parents=True, exist_ok=True)  # Faust refuses a missing data dir
     app = faust.App(
         settings.worker_group,
         broker=brokers,
@@ -220,7 +254,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     @app.on_rebalance_complete.connect
     async def on_rebalance(sender: Any, **kwargs: Any) -> None:
         for agent in agents:
-            agent.watermarks.forget()
+            agent.forget()
         assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
         _log_json(logging.INFO, event="rebalance", assigned=assigned)
 

@@ -8,10 +8,12 @@ feature is compared with the oracle at times on and around window edges.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from schemas.codec import EventDecoder, EventEncoder
@@ -27,8 +29,9 @@ AGGS = ["count", "sum", "mean", "min", "max", "last", "stddev", "count_distinct"
 WINDOWS = [Tumbling(1000), Sliding(3000, 1000), Sliding(2000, 500), Session(700)]
 
 
-def make_view(folder: Path, grace: int, ttl: int) -> FeatureView:
-    schema = write_schema(folder)
+@functools.cache
+def make_view(grace: int, ttl: int) -> FeatureView:
+    schema = write_schema(Path(tempfile.mkdtemp(prefix="rillet-test-")))
     features = [Feature("x", agg, w) for agg in AGGS for w in WINDOWS]
     features += [Feature("tag", "count_distinct", WINDOWS[1]), Feature("tag", "last", WINDOWS[3])]
     return FeatureView("t", "t", schema, "entity", features, ttl=ttl, grace=grace, event_time="ts")
@@ -43,17 +46,24 @@ event_st = st.tuples(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     raw=st.lists(event_st, min_size=1, max_size=40),
     grace=st.sampled_from([0, 300, 1500, 10_000]),
     ttl=st.sampled_from([2500, 100_000]),
     cuts=st.lists(st.integers(1, 40), max_size=4),
     probes=st.lists(st.integers(0, 4000), min_size=1, max_size=6),
+    sweep=st.booleans(),
 )
-def test_engine_matches_oracle(tmp_path_factory, raw, grace, ttl, cuts, probes):
-    view = make_view(tmp_path_factory.mktemp("schema"), grace, ttl)
+# Expiry at its bound: `a` is swept when c moves the watermark to 1600, and its next
+# event at 1600 must still see the one at 0 inside the 3 s sliding window.
+@example(raw=[("a", 0, 1.0, None), ("c", 1600, 1.0, None), ("a", 1600, 1.0, None)], grace=0, ttl=100_000,
+         cuts=[], probes=[0], sweep=True)
+@example(raw=[("a", 0, 1.0, None), ("c", 3001, 1.0, None), ("a", 3001, 1.0, None)], grace=0, ttl=100_000,
+         cuts=[], probes=[0], sweep=True)
+def test_engine_matches_oracle(raw, grace, ttl, cuts, probes, sweep):
+    """With `sweep`, states the engine calls droppable are deleted between batches, as the worker does."""
+    view = make_view(grace, ttl)
     store = MemorySchemaStore()
     encoder, engine = EventEncoder(view, store), ViewEngine(view)
     partitions = {"a": 0, "b": 1, "c": 0}
@@ -68,16 +78,26 @@ def test_engine_matches_oracle(tmp_path_factory, raw, grace, ttl, cuts, probes):
     ]
     processor = ViewProcessor(engine, EventDecoder(view, store), Watermarks())
     stored: dict[str, bytes] = {}
-    bounds = sorted({0, len(records), *[c for c in cuts if c < len(records)]})
+    # a sweep runs between batches: with `sweep`, every record is its own batch
+    cut_points = {0, len(records), *[c for c in cuts if c < len(records)]}
+    bounds = list(range(len(records) + 1)) if sweep else sorted(cut_points)
     dropped = 0
     for lo, hi in itertools.pairwise(bounds):
         result = processor.process(records[lo:hi], stored.get, now_ms=0)
         dropped += result.counts["late"]
         for w in processor.state_writes(result):
             stored[w.entity] = w.state
+        if sweep:
+            for entity in list(stored):
+                state = engine.decode(stored[entity])
+                if engine.droppable(state.latest_ms, processor.watermarks.get(partitions[entity])):
+                    del stored[entity]
     assert dropped == sum(late)
 
     for entity in {e.entity for e in kept}:
+        if entity not in stored:
+            assert sweep  # only a sweep removes state; reads then come from the online store
+            continue
         state = engine.decode(stored[entity])
         latest = max(e.t for e in kept if e.entity == entity)
         assert state.latest_ms == latest
