@@ -2,7 +2,7 @@
 
 Layout (readable by pyarrow, pandas and DuckDB without rillet):
 
-    {RILLET_OFFLINE_PATH}/view={view}/version={n}/date={YYYY-MM-DD}/part-{p}-{first}-{last}.parquet
+    {RILLET_OFFLINE_PATH}/view={view}/version={n}/date={YYYY-MM-DD}/part-{first offset}-{rows}-{id}.parquet
 
 Columns: `entity`, `feature_timestamp` (the time the values hold at),
 `event_timestamp` (the source event's time), `created_timestamp`,
@@ -84,15 +84,15 @@ class OfflineStore:
         self.base = self.root / f"view={view.name}" / f"version={version}"
 
     def write(self, rows: list[FeatureRow]) -> list[Path]:
-        """Write rows, one file per (date, source partition); returns the files published."""
-        groups: dict[tuple[str, int], list[FeatureRow]] = defaultdict(list)
+        """Write rows, one file per date (each file fsynced: fewer files, fewer fsyncs)."""
+        groups: dict[str, list[FeatureRow]] = defaultdict(list)
         for row in rows:
-            groups[(utc_from_ms(row.feature_ms).date().isoformat(), row.partition)].append(row)
+            groups[utc_from_ms(row.feature_ms).date().isoformat()].append(row)
         written = []
-        for (date, partition), group in sorted(groups.items()):
+        for date, group in sorted(groups.items()):
             table = self._to_table(group)
-            first, last = group[0].offset, group[-1].offset
-            name = f"part-{partition}-{first:012d}-{last:012d}-{uuid.uuid4().hex[:8]}.parquet"
+            first = min(r.offset for r in group)
+            name = f"part-{first:012d}-{len(group):06d}-{uuid.uuid4().hex[:12]}.parquet"
             written.append(_publish(table, self.base / f"date={date}" / name))
         return written
 

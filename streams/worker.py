@@ -118,9 +118,10 @@ class ViewAgent:
         result = self.processor.process(records, self.load_state, int(time.time() * 1000))
         # Sinks first, changelog last: the changelog is the batch's commit point. A crash
         # before it re-processes the batch, rewriting the same Redis states and Parquet rows.
-        await self.online.write(self.redis, self.processor.state_writes(result))
-        if result.rows:
-            await asyncio.to_thread(self.offline.write, result.rows)
+        await asyncio.gather(
+            self.online.write(self.redis, self.processor.state_writes(result)),
+            asyncio.to_thread(self.offline.write, result.rows) if result.rows else asyncio.sleep(0),
+        )
         self._store_in_table(result)
         if time.monotonic() - self._last_sweep >= self.settings.state_sweep_ms / 1000:
             self.expire_states()
