@@ -1,0 +1,54 @@
+"""Aggregation partials: merge and combine agree with adding everything to one state, and
+count_distinct keeps the contract's accuracy (exact below 100, within 2% above 1,000)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.aggregations import AGGREGATIONS, EXACT_LIMIT
+from tests.oracle import close
+
+values = st.lists(st.one_of(st.integers(-1000, 1000), st.floats(-1e6, 1e6, allow_nan=False)), max_size=30)
+
+
+def fold(agg, xs, start=0):
+    state = agg.initial()
+    for i, x in enumerate(xs):
+        state = agg.add(state, x, 1000 + ((start + i) % 3), start + i)  # same time and offset as in one pass
+    return state
+
+
+@pytest.mark.parametrize("name", sorted(AGGREGATIONS))
+@given(a=values, b=values, c=values)
+def test_merge_and_combine_equal_one_pass(name, a, b, c):
+    agg = AGGREGATIONS[name]
+    whole = agg.result(fold(agg, a + b + c))
+    parts = [fold(agg, a), fold(agg, b, len(a)), fold(agg, c, len(a) + len(b))]
+    merged = agg.result(agg.merge(agg.merge(parts[0], parts[1]), parts[2]))
+    combined = agg.result(agg.combine(parts))
+    if name == "stddev" and whole is not None:  # Welford vs Chan: both within 1e-9 of exact, not of each other
+        assert close(merged, whole) or abs(merged - whole) <= 1e-6 * max(1.0, abs(whole))
+    else:
+        assert close(merged, whole), (merged, whole)
+        assert close(combined, whole), (combined, whole)
+
+
+@pytest.mark.parametrize("n", [1, 99, 100, 1000, EXACT_LIMIT])
+def test_count_distinct_is_exact_up_to_the_limit(n):
+    agg = AGGREGATIONS["count_distinct"]
+    state = fold(agg, [f"v{i}" for i in range(n)] * 2)
+    assert agg.result(state) == n
+
+
+@pytest.mark.parametrize("n", [5_000, 20_000, 100_000])
+def test_count_distinct_estimate_within_two_percent(n):
+    agg = AGGREGATIONS["count_distinct"]
+    rng = random.Random(n)
+    items = [f"user-{rng.getrandbits(64)}" for _ in range(n)]
+    halves = [fold(agg, items[: n // 2]), fold(agg, items[n // 2:])]  # merged sketches, as panes are
+    estimate = agg.result(agg.combine(halves))
+    assert abs(estimate - n) / n <= 0.02, estimate
