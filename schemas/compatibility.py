@@ -15,7 +15,7 @@ import copy
 import json
 import threading
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import avro.compatibility
@@ -36,7 +36,7 @@ class InvalidSchemaError(RilletError, ValueError):
     """The text is not a valid Avro schema."""
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     """Confluent Schema Registry compatibility modes."""
 
     BACKWARD = "BACKWARD"

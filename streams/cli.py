@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--entity", required=True, action="append", help="entity id (repeatable)")
     get.add_argument("--as-of", type=_parse_time_ms, help="epoch ms or ISO-8601 (default: now)")
 
+    schemas_cmd = sub.add_parser("schemas", help="schema tools")
+    schemas_sub = schemas_cmd.add_subparsers(dest="schemas_command", required=True, parser_class=_Parser)
+    schemas_check = schemas_sub.add_parser("check", help="check every .avsc against its earlier versions in git")
+    schemas_check.add_argument("--dir", default=None, help="folder of .avsc files (default: the schemas package)")
+    schemas_check.add_argument("--base", default=None, help="git ref of history to compare with "
+                               "(default: the merge-base with main)")
+
     demo = sub.add_parser("demo", help="embedded stack + worker + synthetic payments, then print features")
     demo.add_argument("--features", dest="sub_features", help="feature definitions file")
     demo.add_argument("--users", type=int, default=1000)
@@ -174,7 +181,24 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                     follow=args.follow)
 
 
-COMMANDS = {"up": cmd_up, "worker": cmd_worker, "publish": cmd_publish, "get": cmd_get, "demo": cmd_demo}
+def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from schemas import SCHEMA_DIR
+    from schemas.history import check_folder
+
+    folder = Path(args.dir) if args.dir else SCHEMA_DIR
+    if not folder.is_dir():
+        raise ConfigError(f"--dir {str(folder)!r} is not a folder")
+    problems, subjects = check_folder(folder, args.base)
+    for problem in problems:
+        print(problem)
+    print(f"{subjects} schema(s) checked, {len(problems)} problem(s)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+COMMANDS = {"up": cmd_up, "worker": cmd_worker, "publish": cmd_publish, "get": cmd_get, "demo": cmd_demo,
+            "schemas": cmd_schemas}
 
 
 def main(argv: list[str] | None = None) -> int:

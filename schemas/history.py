@@ -1,0 +1,78 @@
+"""`rillet schemas check`: every .avsc against its earlier versions in git history.
+
+Git history is the record of schema versions. Subjects follow Confluent's
+TopicNameStrategy: `payment.avsc` is subject `payment-value` unless
+`compatibility.json` beside the schemas maps it (`{"subjects": {"payment.avsc":
+"payments-value"}, "modes": {"payments-value": "FULL"}, "default": "BACKWARD"}`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.compatibility import Incompatibility, InvalidSchemaError, Mode, check
+from streams.errors import ConfigError
+
+__all__ = ["SubjectProblem", "check_folder", "merge_base"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectProblem:
+    subject: str
+    problem: Incompatibility
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.problem.path}: {self.problem.message}"
+
+
+def _git(repo: Path, *args: str) -> str:
+    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ConfigError(f"git {' '.join(args)} failed: {result.stderr.strip().splitlines()[-1:]}")
+    return result.stdout
+
+
+def merge_base(repo: Path) -> str:
+    """The merge-base with main (or master), or HEAD where neither exists."""
+    for branch in ("main", "master", "origin/main"):
+        result = subprocess.run(["git", "-C", str(repo), "merge-base", "HEAD", branch], capture_output=True, text=True)
+        if result.returncode == 0:
+            return result.stdout.strip()
+    return "HEAD"
+
+
+def _versions(repo: Path, path: Path, base: str) -> list[str]:
+    """The distinct texts of a file in the history reachable from `base`, oldest first."""
+    relative = path.resolve().relative_to(repo.resolve())
+    commits = _git(repo, "log", "--reverse", "--format=%H", base, "--", str(relative)).split()
+    texts: list[str] = []
+    for commit in commits:
+        shown = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{relative}"], capture_output=True, text=True)
+        if shown.returncode == 0 and (not texts or texts[-1] != shown.stdout):
+            texts.append(shown.stdout)
+    return texts
+
+
+def check_folder(folder: Path, base: str | None = None) -> tuple[list[SubjectProblem], int]:
+    """Check every `.avsc` in `folder`; returns the problems and how many subjects were checked."""
+    folder = folder.resolve()
+    repo = Path(_git(folder, "rev-parse", "--show-toplevel").strip())
+    base = base or merge_base(repo)
+    config_path = folder / "compatibility.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    problems: list[SubjectProblem] = []
+    files = sorted(folder.glob("*.avsc"))
+    for path in files:
+        subject = config.get("subjects", {}).get(path.name, f"{path.stem}-value")
+        mode = Mode(config.get("modes", {}).get(subject, config.get("default", "BACKWARD")))
+        try:
+            new = json.loads(path.read_text())
+            previous = [json.loads(text) for text in _versions(repo, path, base)]
+            found = check(new, previous, mode)
+        except (json.JSONDecodeError, InvalidSchemaError) as exc:
+            found = [Incompatibility("/", f"invalid schema: {exc}", "invalid")]
+        problems += [SubjectProblem(subject, p) for p in found]
+    return problems, len(files)

@@ -1,0 +1,55 @@
+"""`rillet schemas check` in a throwaway git repo: an incompatible commit fails, naming the field."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def git(repo, *args):
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"})
+
+
+def write(path, *fields):
+    path.write_text(json.dumps({"type": "record", "name": "Payment", "fields": list(fields)}))
+
+
+def rillet_check(folder):
+    return subprocess.run([sys.executable, "-m", "streams.cli", "schemas", "check", "--dir", str(folder),
+                           "--base", "HEAD"], capture_output=True, text=True, timeout=60)
+
+
+def test_incompatible_change_fails_naming_the_field(tmp_path):
+    git(tmp_path, "init", "-q", "-b", "main")
+    schema = tmp_path / "payment.avsc"
+    write(schema, {"name": "user_id", "type": "string"}, {"name": "amount", "type": "double"})
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "v1")
+
+    write(schema, {"name": "user_id", "type": "string"}, {"name": "amount", "type": "double"},
+          {"name": "merchant", "type": "string", "default": ""})
+    ok = rillet_check(tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    git(tmp_path, "commit", "-qam", "v2: a field with a default")
+
+    write(schema, {"name": "user_id", "type": "string"}, {"name": "amount", "type": "string"},
+          {"name": "merchant", "type": "string", "default": ""})
+    bad = rillet_check(tmp_path)
+    assert bad.returncode == 1
+    assert "payment-value: /fields/amount/type:" in bad.stdout
+    assert "cannot be read as string" in bad.stdout
+
+
+def test_mode_from_compatibility_json(tmp_path):
+    git(tmp_path, "init", "-q", "-b", "main")
+    schema = tmp_path / "payment.avsc"
+    write(schema, {"name": "user_id", "type": "string"})
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "v1")
+    write(schema, {"name": "user_id", "type": "string"}, {"name": "x", "type": "int"})  # no default
+    assert rillet_check(tmp_path).returncode == 1                                         # BACKWARD
+    (tmp_path / "compatibility.json").write_text(json.dumps({"modes": {"payment-value": "FORWARD"}}))
+    assert rillet_check(tmp_path).returncode == 0                                         # old readers skip x
