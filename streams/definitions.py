@@ -36,7 +36,8 @@ class Range:
             raise DefinitionError(f"Range({self.low}, {self.high}): low is above high")
 
     def violation(self, value: float) -> str | None:
-        if value < self.low or value > self.high:
+        """Why `value` breaks the rule, or None; NaN is outside every range."""
+        if not (self.low <= value <= self.high):
             return f"{value!r} is outside [{self.low}, {self.high}]"
         return None
 
