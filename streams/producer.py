@@ -91,7 +91,12 @@ class EventProducer:
 
     def send_raw(self, key: bytes | None, value: bytes | None) -> None:
         """Send bytes as they are (tests and tools: e.g. to exercise the dead-letter path)."""
-        self._producer.produce(self.view.topic, value=value, key=key, on_delivery=self._on_delivery)
+        while True:
+            try:
+                self._producer.produce(self.view.topic, value=value, key=key, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                self._producer.poll(0.05)
         self._producer.poll(0)
 
     def send_many(self, events: Iterable[dict[str, Any]], *, skip_invalid: bool = False) -> None:

@@ -74,7 +74,7 @@ class Settings:
         4, "RILLET_PARTITIONS", "Partitions of the topics rillet creates"
     )
     batch_size: int = _setting(
-        2000, "RILLET_BATCH_SIZE", "Events per worker batch (decode, state, sinks)"
+        8000, "RILLET_BATCH_SIZE", "Most events per worker batch: larger is faster under load, the wait bounds latency"
     )
     batch_wait_ms: int = _setting(
         200, "RILLET_BATCH_WAIT_MS", "Longest wait to fill a batch"
