@@ -18,6 +18,7 @@ from streams.errors import RilletError
 __all__ = [
     "ConfluentSchemaStore",
     "RedisSchemaStore",
+    "SchemaRegistrationError",
     "SchemaStore",
     "UnknownSchemaError",
     "canonical",
@@ -28,6 +29,10 @@ __all__ = [
 
 class UnknownSchemaError(RilletError, LookupError):
     """No schema is registered under that id."""
+
+
+class SchemaRegistrationError(RilletError, ValueError):
+    """The registry refused a schema (incompatible: 409, invalid: 422) or could not be reached."""
 
 
 def subject_for(topic: str) -> str:
@@ -101,8 +106,16 @@ class ConfluentSchemaStore:
 
     def register(self, subject: str, schema: dict) -> int:
         from confluent_kafka.schema_registry import Schema
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-        return self._client.register_schema(subject, Schema(json.dumps(schema), "AVRO"))
+        try:
+            return self._client.register_schema(subject, Schema(json.dumps(schema), "AVRO"))
+        except SchemaRegistryError as exc:
+            raise SchemaRegistrationError(
+                f"registry refused the schema for {subject} ({exc.http_status_code}): {exc.error_message}"
+            ) from exc
+        except Exception as exc:  # connection errors surface as requests/httpx errors
+            raise SchemaRegistrationError(f"schema registry unreachable: {type(exc).__name__}") from exc
 
     def schema_by_id(self, schema_id: int) -> dict:
         cached = self._cache.get(schema_id)

@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--entity", required=True, action="append", help="entity id (repeatable)")
     get.add_argument("--as-of", type=_parse_time_ms, help="epoch ms or ISO-8601 (default: now)")
 
+    registry = sub.add_parser("registry", help="run the embedded Confluent-compatible schema registry")
+    registry.add_argument("--host", default="127.0.0.1")
+    registry.add_argument("--port", type=int, default=8081)
+    registry.add_argument("--data", default="data/registry.json", help="where the registry keeps its state")
+
     schemas_cmd = sub.add_parser("schemas", help="schema tools")
     schemas_sub = schemas_cmd.add_subparsers(dest="schemas_command", required=True, parser_class=_Parser)
     schemas_check = schemas_sub.add_parser("check", help="check every .avsc against its earlier versions in git")
@@ -103,12 +108,15 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     stopped = threading.Event()  # handlers first: a signal during start-up must still clean up
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
-    stack = EmbeddedStack(settings, broker_port=args.broker_port, redis=args.redis, workdir="data/stack")
+    stack = EmbeddedStack(settings, broker_port=args.broker_port, redis=args.redis, workdir="data/stack",
+                          registry=True)
     stack.start()
     for note in stack.notes:
         print(note)
     print(f"export RILLET_BOOTSTRAP_SERVERS={stack.settings.bootstrap_servers}")
     print(f"export RILLET_REDIS_URL={redact_url(stack.settings.redis_url)}")
+    if stack.settings.schema_registry_url:
+        print(f"export RILLET_SCHEMA_REGISTRY_URL={stack.settings.schema_registry_url}")
     print("running; Ctrl-C stops what was started", flush=True)
     try:
         while not stopped.wait(0.5):
@@ -181,6 +189,16 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                     follow=args.follow)
 
 
+def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from schemas.registry import serve
+
+    print(f"schema registry on http://{args.host}:{args.port} (state in {args.data})", flush=True)
+    serve(args.host, args.port, Path(args.data))
+    return 0
+
+
 def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
@@ -198,7 +216,7 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 
 
 COMMANDS = {"up": cmd_up, "worker": cmd_worker, "publish": cmd_publish, "get": cmd_get, "demo": cmd_demo,
-            "schemas": cmd_schemas}
+            "schemas": cmd_schemas, "registry": cmd_registry}
 
 
 def main(argv: list[str] | None = None) -> int:

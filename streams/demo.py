@@ -80,7 +80,7 @@ def run_demo(settings: Settings, views: list[FeatureView], features_path: str, *
     shutil.rmtree(workdir, ignore_errors=True)
     settings = settings.with_(offline_path=str(workdir / "offline"), state_dir=str(workdir / "state"))
     started = time.monotonic()
-    with EmbeddedStack(settings, workdir=workdir / "stack") as stack:
+    with EmbeddedStack(settings, workdir=workdir / "stack", registry=True) as stack:
         settings = stack.settings
         for note in stack.notes:
             print(f"[stack] {note}")

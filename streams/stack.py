@@ -165,7 +165,7 @@ class EmbeddedStack:
     """
 
     def __init__(self, settings: Settings, *, broker_port: int | None = None, redis: str = "auto",
-                 workdir: str | Path | None = None, quiet: bool = False) -> None:
+                 workdir: str | Path | None = None, quiet: bool = False, registry: bool = False) -> None:
         self.base = settings
         self.settings = settings
         self.broker_port = broker_port
@@ -173,6 +173,7 @@ class EmbeddedStack:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="rillet-stack-"))
         self.processes: list[ManagedProcess] = []
         self.quiet = quiet
+        self.with_registry = registry
         self.notes: list[str] = []
 
     def __enter__(self) -> EmbeddedStack:
@@ -185,12 +186,36 @@ class EmbeddedStack:
         try:
             bootstrap = self._start_broker()
             redis_url = self._start_redis()
+            registry_url = self._start_registry() if self.with_registry else self.base.schema_registry_url
         except BaseException:
             self.close()
             raise
         self.settings = self.base.with_(bootstrap_servers=bootstrap, redis_url=redis_url,
+                                        schema_registry_url=registry_url,
                                         broker_flavor="tansu" if self._started("broker") else self.base.broker_flavor)
         return self
+
+    def _start_registry(self) -> str:
+        """The embedded schema registry, unless RILLET_SCHEMA_REGISTRY_URL already names one."""
+        if self.base.schema_registry_url:
+            self.notes.append(f"registry: using the one at {redact_url(self.base.schema_registry_url)}")
+            return self.base.schema_registry_url
+        import sys
+
+        port = free_port()
+        proc = ManagedProcess(
+            "registry",
+            [sys.executable, "-m", "streams.cli", "registry", "--port", str(port),
+             "--data", str(self.workdir / "registry.json")],
+            self.workdir / "registry.log",
+        ).start()
+        self.processes.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: not proc.alive() or port_open("127.0.0.1", port), timeout_s=30, what="the schema registry")
+        if not proc.alive():
+            raise StackError(f"the schema registry exited at start; its log says:\n{proc.tail()}")
+        self.notes.append(f"registry: embedded, Confluent-compatible, on {url}")
+        return url
 
     def _started(self, name: str) -> bool:
         return any(p.name == name for p in self.processes)

@@ -57,5 +57,5 @@ def stack(request, tmp_path_factory):
             yield running
         return
     workdir = tmp_path_factory.mktemp("stack")
-    with EmbeddedStack(Settings.from_env(), broker_port=0, redis="auto", workdir=workdir) as running:
+    with EmbeddedStack(Settings.from_env(), broker_port=0, redis="auto", workdir=workdir, registry=True) as running:
         yield running
