@@ -56,8 +56,25 @@ def _versions(repo: Path, path: Path, base: str) -> list[str]:
     return texts
 
 
-def check_folder(folder: Path, base: str | None = None) -> tuple[list[SubjectProblem], int]:
-    """Check every `.avsc` in `folder`; returns the problems and how many subjects were checked."""
+def registered_versions(registry_url: str, subject: str) -> list[dict]:
+    """Every version registered under `subject`, oldest first ([] for an unknown subject)."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    client = SchemaRegistryClient({"url": registry_url})
+    try:
+        numbers = client.get_versions(subject)
+    except SchemaRegistryError as exc:
+        if exc.http_status_code == 404:
+            return []
+        raise ConfigError(f"schema registry: {exc.error_message}") from None
+    return [json.loads(client.get_version(subject, n).schema.schema_str) for n in numbers]
+
+
+def check_folder(folder: Path, base: str | None = None,
+                 registry_url: str = "") -> tuple[list[SubjectProblem], int]:
+    """Check every `.avsc` in `folder` against its git history and, given a registry, its registered
+    versions (which count as the latest); returns the problems and how many subjects were checked."""
     folder = folder.resolve()
     repo = Path(_git(folder, "rev-parse", "--show-toplevel").strip())
     base = base or merge_base(repo)
@@ -71,6 +88,8 @@ def check_folder(folder: Path, base: str | None = None) -> tuple[list[SubjectPro
         try:
             new = json.loads(path.read_text())
             previous = [json.loads(text) for text in _versions(repo, path, base)]
+            if registry_url:
+                previous += [v for v in registered_versions(registry_url, subject) if v not in previous]
             found = check(new, previous, mode)
         except (json.JSONDecodeError, InvalidSchemaError) as exc:
             found = [Incompatibility("/", f"invalid schema: {exc}", "invalid")]

@@ -208,7 +208,7 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
     folder = Path(args.dir) if args.dir else SCHEMA_DIR
     if not folder.is_dir():
         raise ConfigError(f"--dir {str(folder)!r} is not a folder")
-    problems, subjects = check_folder(folder, args.base)
+    problems, subjects = check_folder(folder, args.base, settings.schema_registry_url)
     for problem in problems:
         print(problem)
     print(f"{subjects} schema(s) checked, {len(problems)} problem(s)", file=sys.stderr)

@@ -46,3 +46,36 @@ def write_schema(folder: Path, schema: dict = EVENT_SCHEMA) -> Path:
     path = folder / "event.avsc"
     path.write_text(json.dumps(schema))
     return path
+
+
+class RegistryProcess:
+    """`rillet registry` as a child process on a free port, with its state in `data`."""
+
+    def __init__(self, data: Path) -> None:
+        from streams.stack import free_port
+
+        self.data, self.port, self.proc = data, free_port(), None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RegistryProcess:
+        import subprocess
+        import sys
+
+        from streams.stack import port_open, wait_until
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "registry", "--port", str(self.port),
+                                      "--data", str(self.data)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_until(lambda: port_open("127.0.0.1", self.port), timeout_s=30, what="the registry")
+        return self
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def client(self):
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        return SchemaRegistryClient({"url": self.url})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -17,9 +18,10 @@ def write(path, *fields):
     path.write_text(json.dumps({"type": "record", "name": "Payment", "fields": list(fields)}))
 
 
-def rillet_check(folder):
+def rillet_check(folder, registry_url=""):
+    env = {**os.environ, "RILLET_SCHEMA_REGISTRY_URL": registry_url}
     return subprocess.run([sys.executable, "-m", "streams.cli", "schemas", "check", "--dir", str(folder),
-                           "--base", "HEAD"], capture_output=True, text=True, timeout=60)
+                           "--base", "HEAD"], capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_incompatible_change_fails_naming_the_field(tmp_path):
@@ -53,3 +55,26 @@ def test_mode_from_compatibility_json(tmp_path):
     assert rillet_check(tmp_path).returncode == 1                                         # BACKWARD
     (tmp_path / "compatibility.json").write_text(json.dumps({"modes": {"payment-value": "FORWARD"}}))
     assert rillet_check(tmp_path).returncode == 0                                         # old readers skip x
+
+
+def test_registered_versions_count_too(tmp_path):
+    from confluent_kafka.schema_registry import Schema
+
+    from tests.helpers import RegistryProcess
+
+    git(tmp_path, "init", "-q", "-b", "main")
+    schema = tmp_path / "payment.avsc"
+    write(schema, {"name": "user_id", "type": "string"}, {"name": "amount", "type": "string"})
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "first commit of this file: git alone sees no history")
+    registry = RegistryProcess(tmp_path / "registry.json").start()
+    try:
+        registered = {"type": "record", "name": "Payment",
+                      "fields": [{"name": "user_id", "type": "string"}, {"name": "amount", "type": "double"}]}
+        registry.client().register_schema("payment-value", Schema(json.dumps(registered), "AVRO"))
+        assert rillet_check(tmp_path).returncode == 0
+        checked = rillet_check(tmp_path, registry.url)
+    finally:
+        registry.stop()
+    assert checked.returncode == 1
+    assert "payment-value: /fields/amount/type:" in checked.stdout

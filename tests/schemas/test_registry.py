@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from streams.stack import free_port, port_open, wait_until
+from streams.stack import free_port
+from tests.helpers import RegistryProcess
 
 V1 = {"type": "record", "name": "Payment", "namespace": "t",
       "fields": [{"name": "user_id", "type": "string"}, {"name": "amount", "type": "double"}]}
@@ -20,27 +19,9 @@ V2 = {**V1, "fields": [*V1["fields"], {"name": "merchant", "type": "string", "de
 BAD = {**V1, "fields": [{"name": "user_id", "type": "string"}, {"name": "amount", "type": "string"}]}
 
 
-class Registry:
-    def __init__(self, data):
-        self.data, self.port, self.proc = data, free_port(), None
-
-    def start(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "registry", "--port", str(self.port),
-                                      "--data", str(self.data)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_until(lambda: port_open("127.0.0.1", self.port), timeout_s=30, what="the registry")
-        return self
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-
-    def client(self):
-        return SchemaRegistryClient({"url": f"http://127.0.0.1:{self.port}"})
-
-
 @pytest.fixture
 def registry(tmp_path):
-    running = Registry(tmp_path / "registry.json").start()
+    running = RegistryProcess(tmp_path / "registry.json").start()
     yield running
     running.stop()
 
@@ -85,7 +66,7 @@ def test_config_global_and_per_subject(registry):
 
 
 def test_ids_survive_a_restart_and_serdes_round_trip(tmp_path):
-    registry = Registry(tmp_path / "registry.json").start()
+    registry = RegistryProcess(tmp_path / "registry.json").start()
     try:
         serializer = AvroSerializer(registry.client(), json.dumps(V1))
         payload = serializer({"user_id": "u1", "amount": 2.5},
@@ -93,7 +74,7 @@ def test_ids_survive_a_restart_and_serdes_round_trip(tmp_path):
         first_id = registry.client().get_latest_version("payments-value").schema_id
     finally:
         registry.stop()
-    registry = Registry(tmp_path / "registry.json")
+    registry = RegistryProcess(tmp_path / "registry.json")
     registry.port = free_port()
     registry.start()
     try:
