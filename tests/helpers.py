@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import textwrap
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from schemas.store import canonical
 
@@ -79,3 +83,28 @@ class RegistryProcess:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
         return SchemaRegistryClient({"url": self.url})
+
+
+@dataclass
+class ViewUnderTest:
+    """A uniquely named view written from a template, and settings that isolate its test."""
+
+    name: str
+    view: Any
+    features: Path
+    settings: Any
+
+
+def view_under_test(stack: Any, tmp_path: Path, template: str, prefix: str, **settings_changes: Any) -> ViewUnderTest:
+    """Write `template` (with `{name}` and `{schema}`) as a features file, load it, and derive settings
+    whose offline path, state dir and worker group belong to this test alone."""
+    from schemas import SCHEMA_DIR
+    from streams.definitions import load_views
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    features = tmp_path / "features.py"
+    features.write_text(textwrap.dedent(template.format(name=name, schema=SCHEMA_DIR / "payment.avsc")))
+    [view] = load_views(features)
+    settings = stack.settings.with_(offline_path=str(tmp_path / "offline"), state_dir=str(tmp_path / "state"),
+                                    worker_group=f"g-{name}", **settings_changes)
+    return ViewUnderTest(name, view, features, settings)

@@ -6,17 +6,15 @@ import json
 import signal
 import subprocess
 import sys
-import textwrap
 import uuid
 
 import pytest
 
-import schemas
-from streams.definitions import load_views
 from streams.demo import settings_env, worker_process
 from streams.lag import wait_caught_up
 from streams.stack import broker_answers, free_port, wait_until
 from streams.topics import partition_counts
+from tests.helpers import view_under_test
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +34,8 @@ def run_cli(settings, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_publish_then_get(stack, tmp_path):
-    name = f"cli_{uuid.uuid4().hex[:8]}"
-    features = tmp_path / "features.py"
-    features.write_text(textwrap.dedent(FEATURES.format(name=name, schema=schemas.SCHEMA_DIR / "payment.avsc")))
-    assert [v.name for v in load_views(features)] == [name]
-    settings = stack.settings.with_(offline_path=str(tmp_path / "off"), worker_group=f"g-{name}")
+    case = view_under_test(stack, tmp_path, FEATURES, "cli")
+    name, features, settings = case.name, case.features, case.settings
     base = 1_767_225_600_000
     events = [{"user_id": "u1", "amount": 10.0, "merchant": "a", "event_time": base},
               {"user_id": "u1", "amount": 2.5, "merchant": "b", "event_time": base + 60_000},

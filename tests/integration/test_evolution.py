@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import textwrap
-import uuid
 
 import pytest
 
 import schemas
 from sinks.reads import FeatureReader
 from sinks.redis_client import connect_redis
-from streams.definitions import load_views
 from streams.demo import worker_process
 from streams.lag import wait_caught_up
 from streams.producer import EventProducer
 from streams.stack import free_port
+from tests.helpers import view_under_test
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +32,14 @@ from streams import Feature, FeatureView, Tumbling
 
 
 def test_compatible_new_writer_schema_mid_stream_needs_no_restart(stack, tmp_path):
-    name = f"evo_{uuid.uuid4().hex[:8]}"
-    features = tmp_path / "features.py"
-    features.write_text(textwrap.dedent(FEATURES.format(name=name, schema=schemas.SCHEMA_DIR / "payment.avsc")))
-    [view] = load_views(features)
+    case = view_under_test(stack, tmp_path, FEATURES, "evo")
+    name, view, features, settings = case.name, case.view, case.features, case.settings
     v2_schema = json.loads((schemas.SCHEMA_DIR / "payment.avsc").read_text())
     v2_schema["fields"].append({"name": "channel", "type": "string", "default": "web"})
     v2_path = tmp_path / "payment_v2.avsc"
     v2_path.write_text(json.dumps(v2_schema))
     view_v2 = dataclasses.replace(view, schema=v2_path)  # same topic, newer writer schema
 
-    settings = stack.settings.with_(offline_path=str(tmp_path / "off"), worker_group=f"g-{name}")
     base = 1_767_225_600_000
     worker = worker_process(settings, str(features), tmp_path, free_port())
     try:

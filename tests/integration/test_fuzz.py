@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import random
 import re
-import textwrap
 import urllib.request
-import uuid
 
 import pytest
 
-import schemas
-from streams.definitions import load_views
 from streams.demo import synthetic_payments, worker_process
 from streams.lag import wait_caught_up
 from streams.producer import EventProducer
 from streams.stack import free_port
+from tests.helpers import view_under_test
 
 pytestmark = pytest.mark.integration
 
@@ -52,12 +49,8 @@ def mutate(rng: random.Random, raw: bytes) -> bytes:
 
 
 def test_fuzzed_input_is_aggregated_or_dead_lettered_and_counts_add_up(stack, tmp_path):
-    name = f"fuzz_{uuid.uuid4().hex[:8]}"
-    features = tmp_path / "features.py"
-    features.write_text(textwrap.dedent(FEATURES.format(name=name, schema=schemas.SCHEMA_DIR / "payment.avsc")))
-    [view] = load_views(features)
-    settings = stack.settings.with_(offline_path=str(tmp_path / "off"), state_dir=str(tmp_path / "state"),
-                                    worker_group=f"g-{name}")
+    case = view_under_test(stack, tmp_path, FEATURES, "fuzz")
+    name, view, features, settings = case.name, case.view, case.features, case.settings
     rng = random.Random(1234)
     base = 1_767_225_600_000
     valid = synthetic_payments(users=50, events=1500, start_ms=base, end_ms=base + 2 * 3_600_000, seed=4)

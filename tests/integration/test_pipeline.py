@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import random
 import re
-import textwrap
 import urllib.request
 import uuid
 from collections import Counter
@@ -26,11 +25,11 @@ import schemas
 from sinks.offline import read_offline
 from sinks.reads import FeatureReader
 from sinks.redis_client import connect_redis
-from streams.definitions import load_views
 from streams.demo import worker_process
 from streams.lag import wait_caught_up
 from streams.producer import EventProducer
 from streams.stack import free_port
+from tests.helpers import view_under_test
 from tests.oracle import OEvent, close, late_mask, value_at
 
 pytestmark = pytest.mark.integration
@@ -68,14 +67,8 @@ def make_history(seed: int = 3) -> list[dict]:
 
 
 def test_worker_computes_exact_values_in_redis_and_parquet(stack, tmp_path):
-    name = f"pay_{uuid.uuid4().hex[:8]}"
-    schema = (tmp_path / "payment.avsc")
-    schema.write_text((schemas.SCHEMA_DIR / "payment.avsc").read_text())
-    features_file = tmp_path / "features.py"
-    features_file.write_text(textwrap.dedent(FEATURES.format(name=name, schema=schema)))
-    [view] = load_views(features_file)
-    settings = stack.settings.with_(offline_path=str(tmp_path / "offline"), state_dir=str(tmp_path / "state"),
-                                    worker_group=f"g-{name}", state_sweep_ms=0)
+    case = view_under_test(stack, tmp_path, FEATURES, "pay", state_sweep_ms=0)
+    _name, view, features_file, settings = case.name, case.view, case.features, case.settings
     history = make_history()
     port = free_port()
     worker = worker_process(settings, str(features_file), tmp_path, port)

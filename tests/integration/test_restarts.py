@@ -9,20 +9,17 @@ offset, so nothing is lost and nothing is counted twice.
 from __future__ import annotations
 
 import random
-import textwrap
-import uuid
 
 import pytest
 
-import schemas
 from sinks.offline import read_offline
 from sinks.reads import FeatureReader
 from sinks.redis_client import connect_redis
-from streams.definitions import load_views
 from streams.demo import synthetic_payments, worker_process
 from streams.lag import committed_offsets, wait_caught_up
 from streams.producer import EventProducer
 from streams.stack import free_port, wait_until
+from tests.helpers import view_under_test
 from tests.oracle import OEvent, close, value_at
 
 pytestmark = pytest.mark.integration
@@ -30,19 +27,16 @@ pytestmark = pytest.mark.integration
 FEATURES = """
 from streams import Feature, FeatureView, Session, Sliding, Tumbling
 {name} = FeatureView(name="{name}", topic="{name}", schema="{schema}", entity="user_id",
-                     event_time="event_time", ttl="1d", grace="1h", partitions=3,
+                     event_time="event_time", ttl="1d", grace="1h", partitions={partitions},
                      features=[Feature("amount", agg, w) for agg in ("count", "sum", "max", "last")
                                for w in (Tumbling("5m"), Sliding("30m", "5m"), Session("10m"))])
 """
 
 
 def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(stack, tmp_path):
-    name = f"kill_{uuid.uuid4().hex[:8]}"
-    features = tmp_path / "features.py"
-    features.write_text(textwrap.dedent(FEATURES.format(name=name, schema=schemas.SCHEMA_DIR / "payment.avsc")))
-    [view] = load_views(features)
-    settings = stack.settings.with_(offline_path=str(tmp_path / "off"), state_dir=str(tmp_path / "state"),
-                                    worker_group=f"g-{name}", batch_size=100, batch_wait_ms=20)
+    case = view_under_test(stack, tmp_path, FEATURES.replace("{partitions}", "3"), "kill",
+                           batch_size=100, batch_wait_ms=20)
+    view, features, settings = case.view, case.features, case.settings
     base = 1_767_225_600_000
     history = synthetic_payments(users=40, events=6000, start_ms=base, end_ms=base + 6 * 3_600_000, seed=11)
     with EventProducer(settings, view) as producer:
@@ -88,12 +82,8 @@ def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(stack, tmp_path):
 
 
 def test_two_workers_split_the_partitions_and_agree_with_one(stack, tmp_path):
-    name = f"pair_{uuid.uuid4().hex[:8]}"
-    features = tmp_path / "features.py"
-    features.write_text(textwrap.dedent(FEATURES.format(name=name, schema=schemas.SCHEMA_DIR / "payment.avsc")
-                                        .replace("partitions=3", "partitions=4")))
-    [view] = load_views(features)
-    settings = stack.settings.with_(offline_path=str(tmp_path / "off"), worker_group=f"g-{name}")
+    case = view_under_test(stack, tmp_path, FEATURES.replace("{partitions}", "4"), "pair")
+    name, view, features, settings = case.name, case.view, case.features, case.settings
     base = 1_767_225_600_000
     history = synthetic_payments(users=30, events=3000, start_ms=base, end_ms=base + 3 * 3_600_000, seed=2)
     ports = [free_port(), free_port()]
