@@ -68,7 +68,7 @@ def make_history(seed: int = 3) -> list[dict]:
 
 def test_worker_computes_exact_values_in_redis_and_parquet(stack, tmp_path):
     case = view_under_test(stack, tmp_path, FEATURES, "pay", state_sweep_ms=0)
-    _name, view, features_file, settings = case.name, case.view, case.features, case.settings
+    view, features_file, settings = case.view, case.features, case.settings
     history = make_history()
     port = free_port()
     worker = worker_process(settings, str(features_file), tmp_path, port)

@@ -18,6 +18,16 @@ def write(path, *fields):
     path.write_text(json.dumps({"type": "record", "name": "Payment", "fields": list(fields)}))
 
 
+def committed_schema(repo, *fields, message="v1"):
+    """A new git repo holding payment.avsc with `fields`, committed once; returns the file."""
+    git(repo, "init", "-q", "-b", "main")
+    schema = repo / "payment.avsc"
+    write(schema, *fields)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", message)
+    return schema
+
+
 def rillet_check(folder, registry_url=""):
     env = {**os.environ, "RILLET_SCHEMA_REGISTRY_URL": registry_url}
     return subprocess.run([sys.executable, "-m", "streams.cli", "schemas", "check", "--dir", str(folder),
@@ -25,11 +35,7 @@ def rillet_check(folder, registry_url=""):
 
 
 def test_incompatible_change_fails_naming_the_field(tmp_path):
-    git(tmp_path, "init", "-q", "-b", "main")
-    schema = tmp_path / "payment.avsc"
-    write(schema, {"name": "user_id", "type": "string"}, {"name": "amount", "type": "double"})
-    git(tmp_path, "add", ".")
-    git(tmp_path, "commit", "-qm", "v1")
+    schema = committed_schema(tmp_path, {"name": "user_id", "type": "string"}, {"name": "amount", "type": "double"})
 
     write(schema, {"name": "user_id", "type": "string"}, {"name": "amount", "type": "double"},
           {"name": "merchant", "type": "string", "default": ""})
@@ -46,11 +52,7 @@ def test_incompatible_change_fails_naming_the_field(tmp_path):
 
 
 def test_mode_from_compatibility_json(tmp_path):
-    git(tmp_path, "init", "-q", "-b", "main")
-    schema = tmp_path / "payment.avsc"
-    write(schema, {"name": "user_id", "type": "string"})
-    git(tmp_path, "add", ".")
-    git(tmp_path, "commit", "-qm", "v1")
+    schema = committed_schema(tmp_path, {"name": "user_id", "type": "string"})
     write(schema, {"name": "user_id", "type": "string"}, {"name": "x", "type": "int"})  # no default
     assert rillet_check(tmp_path).returncode == 1                                         # BACKWARD
     (tmp_path / "compatibility.json").write_text(json.dumps({"modes": {"payment-value": "FORWARD"}}))
@@ -62,11 +64,8 @@ def test_registered_versions_count_too(tmp_path):
 
     from tests.helpers import RegistryProcess
 
-    git(tmp_path, "init", "-q", "-b", "main")
-    schema = tmp_path / "payment.avsc"
-    write(schema, {"name": "user_id", "type": "string"}, {"name": "amount", "type": "string"})
-    git(tmp_path, "add", ".")
-    git(tmp_path, "commit", "-qm", "first commit of this file: git alone sees no history")
+    committed_schema(tmp_path, {"name": "user_id", "type": "string"}, {"name": "amount", "type": "string"},
+                     message="first commit of this file: git alone sees no history")
     registry = RegistryProcess(tmp_path / "registry.json").start()
     try:
         registered = {"type": "record", "name": "Payment",
