@@ -128,10 +128,8 @@ class EventDecoder:
                 "missing_event_time", f"field {view.event_time or 'record timestamp'!r} is missing or null"
             )
         for name, rule in view.checks.items():
-            value = record.get(name)
-            if value is not None:
-                problem = rule.violation(value)
-                if problem:
-                    raise EventDecodeError("out_of_range", f"field {name!r}: {problem}")
+            problem = rule.violation(record.get(name))
+            if problem:
+                raise EventDecodeError(rule.reason, f"field {name!r}: {problem}")
         values = {name: record.get(name) for name in self._fields}
         return Event(str(entity), int(event_ms), values, partition, offset)

@@ -1,7 +1,7 @@
 """rillet: streaming feature pipeline. Feature definitions are the public surface here."""
 
-from streams.definitions import Feature, FeatureView, Range, load_views
+from streams.definitions import Feature, FeatureView, NotNull, Range, load_views
 from streams.errors import RilletError
 from streams.windows import Session, Sliding, Tumbling
 
-__all__ = ["Feature", "FeatureView", "Range", "RilletError", "Session", "Sliding", "Tumbling", "load_views"]
+__all__ = ["Feature", "FeatureView", "NotNull", "Range", "RilletError", "Session", "Sliding", "Tumbling", "load_views"]

@@ -21,23 +21,34 @@ from streams.errors import DefinitionError
 from streams.timeutil import duration_label, to_ms
 from streams.windows import Session, Sliding, Tumbling, Window
 
-__all__ = ["Feature", "FeatureView", "Range", "load_views"]
+__all__ = ["Feature", "FeatureView", "NotNull", "Range", "load_views"]
+
+
+@dataclass(frozen=True, slots=True)
+class NotNull:
+    """A data-contract rule: the field must be present; a null sends the event to the DLQ."""
+
+    reason = "null_value"
+
+    def violation(self, value: object) -> str | None:
+        return "is null, and the view needs a value" if value is None else None
 
 
 @dataclass(frozen=True, slots=True)
 class Range:
-    """A data-contract rule: the field must lie in [low, high] when present."""
+    """A data-contract rule: the field must lie in [low, high] when present (a null passes)."""
 
     low: float
     high: float
+    reason = "out_of_range"
 
     def __post_init__(self) -> None:
         if self.low > self.high:
             raise DefinitionError(f"Range({self.low}, {self.high}): low is above high")
 
-    def violation(self, value: float) -> str | None:
+    def violation(self, value: float | None) -> str | None:
         """Why `value` breaks the rule, or None; NaN is outside every range."""
-        if not (self.low <= value <= self.high):
+        if value is not None and not (self.low <= value <= self.high):
             return f"{value!r} is outside [{self.low}, {self.high}]"
         return None
 
@@ -81,7 +92,7 @@ class FeatureView:
         ttl: an entity whose latest event is older than `t - ttl` reads as missing.
         grace: how far behind the partition watermark an event may be and still count.
         event_time: the event field holding epoch milliseconds; None: the record timestamp.
-        checks: data-contract rules per field, e.g. `{"amount": Range(0, 1e6)}`.
+        checks: data-contract rules per field, e.g. `{"amount": Range(0, 1e6), "merchant": NotNull()}`.
         partitions: partitions of the topic when rillet creates it.
     """
 
@@ -93,7 +104,7 @@ class FeatureView:
     ttl: timedelta | int | str = timedelta(days=1)
     grace: timedelta | int | str = timedelta(0)
     event_time: str | None = None
-    checks: dict[str, Range] = field(default_factory=dict)
+    checks: dict[str, Range | NotNull] = field(default_factory=dict)
     partitions: int | None = None
 
     def __post_init__(self) -> None:
@@ -159,7 +170,7 @@ class FeatureView:
                 [f.name, f.field, f.aggregation, type(f.window).__name__, repr(f.window)]
                 for f in self.features
             ],
-            "checks": {k: [v.low, v.high] for k, v in sorted(self.checks.items())},
+            "checks": {k: repr(v) for k, v in sorted(self.checks.items())},
             "schema": self.schema_json,
         }
         blob = json.dumps(spec, sort_keys=True).encode()

@@ -125,3 +125,46 @@ def test_the_direction_is_in_the_message():
     [problem] = check(schema3, [schema1], "BACKWARD")
     assert problem.path == "/fields/f2"
     assert "cannot read data written with version 1" in problem.message
+
+
+# Karapace tests/unit/test_avro_compatibility.py: its own cases beyond Confluent's and Avro's
+KARAPACE_FIELD_TYPES = [
+    {"type": "array", "items": "string", "name": "fn"},
+    {"type": "record", "name": "fn", "fields": [{"type": "string", "name": "inner_rec"}]},
+    {"type": "enum", "name": "fn", "symbols": ["foo", "bar", "baz"]},
+    {"type": "fixed", "size": 16, "name": "fn", "aliases": ["testalias"]},
+    "string",
+    {"type": "map", "values": "int", "name": "fn"},
+]
+
+
+@pytest.mark.parametrize("field_type", KARAPACE_FIELD_TYPES)
+def test_karapace_union_to_simple(field_type):
+    writer = {"type": "record", "name": "name", "namespace": "namespace",
+              "fields": [{"type": field_type, "name": "fn"}]}
+    reader = {"type": "record", "name": "name", "namespace": "namespace",
+              "fields": [{"type": ["null", field_type], "name": "fn"}]}
+    assert check_pair(reader, writer) == []
+
+
+def test_karapace_optional_field_added():
+    fields = [{"type": "string", "name": "provider"}, {"type": ["null", "string"], "name": "name", "default": None},
+              {"type": ["null", "double"], "name": "price", "default": None}]
+    writer = {"type": "record", "name": "CA", "namespace": "ns1", "fields": fields}
+    reader = {**writer, "fields": [*fields, {"type": ["null", "string"], "name": "status_date", "default": None}]}
+    assert check_pair(reader, writer) == []
+
+
+def test_karapace_enum_default_change_is_backward_compatible():
+    assert check({"type": "enum", "name": "test_default", "symbols": ["A"], "default": "A"},
+                 [{"type": "enum", "name": "test_default", "symbols": ["A"]}], "BACKWARD") == []
+
+
+def test_karapace_inner_record_namespace_does_not_matter():
+    def outer(namespace):
+        inner = {"type": "record", "name": "InnerRecord1", "namespace": namespace,
+                 "fields": [{"name": "a", "type": "int"}]}
+        return {"type": "record", "name": "Record1",
+                "fields": [{"name": "f1", "type": ["null", {"type": "array", "items": inner}]}]}
+
+    assert check_pair(outer("ns1"), outer("ns2")) == []
