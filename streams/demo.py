@@ -17,8 +17,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import redis as redis_lib
-
 from sinks.offline import read_offline
 from sinks.reads import FeatureReader
 from sinks.redis_client import connect_redis
@@ -80,11 +78,13 @@ def run_demo(settings: Settings, views: list[FeatureView], features_path: str, *
     shutil.rmtree(workdir, ignore_errors=True)
     settings = settings.with_(offline_path=str(workdir / "offline"), state_dir=str(workdir / "state"))
     started = time.monotonic()
-    with EmbeddedStack(settings, workdir=workdir / "stack", registry=True) as stack:
+    # its own broker, Valkey and registry, always: synthetic payments must never reach a user's
+    # real topics, online features or schemas
+    with EmbeddedStack(settings.with_(schema_registry_url=""), workdir=workdir / "stack", broker_port=0,
+                       redis="embedded", registry=True) as stack:
         settings = stack.settings
         for note in stack.notes:
             print(f"[stack] {note}")
-        _forget_view(connect_redis(settings), view)
         ensure_topics(settings, views)
         port = free_port()
         worker = worker_process(settings, features_path, workdir, port)
@@ -139,12 +139,6 @@ def _worker_busy(port: int, view: FeatureView) -> tuple[float, float]:
         elif line.startswith(f'rillet_events_in_total{{view="{view.name}"}}'):
             events = float(line.split()[-1])
     return busy, events
-
-
-def _forget_view(client: redis_lib.Redis, view: FeatureView) -> None:
-    """A fresh broker means fresh offsets: old online states of this view would mislead."""
-    for key in client.scan_iter(f"rillet:{view.name}:*", count=1000):
-        client.delete(key)
 
 
 _last_progress: list[int] = [-1]
