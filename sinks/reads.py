@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+import redis.asyncio as aredis
 
 from sinks.online import OnlineStore
 from streams.definitions import FeatureView
 from streams.engine import ViewEngine
 from streams.errors import UnknownFeatureError
 
-__all__ = ["FeatureReader", "OnlineResponse"]
+__all__ = ["FeatureReader", "OnlineResponse", "ReadPlan"]
 
 
 @dataclass
@@ -35,6 +36,15 @@ class OnlineResponse:
             for name, value in row.items():
                 columns.setdefault(name, []).append(value)
         return columns
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """What a read needs: the value names per view, the rows asked for, and the keys per view."""
+
+    wanted: dict[str, list[str]]
+    entity_rows: list[dict[str, Any]]
+    keys: list[tuple[str, list[str]]]
 
 
 class FeatureReader:
@@ -69,23 +79,10 @@ class FeatureReader:
                     wanted[view_name].append(n)
         return wanted
 
-    def get_online_features(self, features: list[str], entity_rows: list[dict[str, Any]],
-                            as_of: int | None = None) -> OnlineResponse:
-        """The features of each entity row, as of now or `as_of` (epoch ms).
-
-        Args:
-            features: `view:feature` references (`view:*` for all of a view).
-            entity_rows: one dict per entity, holding each view's entity field.
-            as_of: epoch milliseconds; not earlier than each entity's latest event.
-        """
+    def plan(self, features: list[str], entity_rows: list[dict[str, Any]]) -> ReadPlan:
+        """Which keys to read for these features and entity rows; errors name the missing piece."""
         wanted = self.resolve(features)
-        if not entity_rows:
-            return OnlineResponse()
-        t_ms = int(time.time() * 1000) if as_of is None else as_of
-        response = OnlineResponse(rows=[{} for _ in entity_rows],
-                                  event_timestamps=[{} for _ in entity_rows])
-        pipe = self.redis.pipeline(transaction=False)
-        plan = []
+        keys: list[tuple[str, list[str]]] = []
         for view_name in wanted:
             view = self.views[view_name]
             entities = []
@@ -93,19 +90,54 @@ class FeatureReader:
                 if view.entity not in row:
                     raise UnknownFeatureError(f"entity row {i} has no {view.entity!r} (needed by view {view_name})")
                 entities.append(str(row[view.entity]))
-            pipe.mget([self.stores[view_name].key(e) for e in entities])
-            plan.append((view_name, entities))
-        blobs_per_view = pipe.execute()
-        for (view_name, _entities), blobs in zip(plan, blobs_per_view, strict=True):
+            keys.append((view_name, [self.stores[view_name].key(e) for e in entities]))
+        return ReadPlan(wanted, entity_rows, keys)
+
+    def evaluate(self, plan: ReadPlan, blobs_per_view: list[list[bytes | None]],
+                 as_of: int | None = None) -> OnlineResponse:
+        """Evaluate the fetched states with the engine, as of now or `as_of` (epoch ms)."""
+        t_ms = int(time.time() * 1000) if as_of is None else as_of
+        rows = plan.entity_rows
+        response = OnlineResponse(rows=[{} for _ in rows], event_timestamps=[{} for _ in rows])
+        for (view_name, _keys), blobs in zip(plan.keys, blobs_per_view, strict=True):
             engine, view = self.engines[view_name], self.views[view_name]
             for i, blob in enumerate(blobs):
                 state = engine.decode(blob)
+                # "now" may trail an entity's latest event by clock skew: read it as of that event
                 values = engine.as_of(state, max(t_ms, state.latest_ms) if as_of is None and state else t_ms)
                 row = response.rows[i]
-                row[view.entity] = entity_rows[i][view.entity]
-                for name in wanted[view_name]:
+                row[view.entity] = rows[i][view.entity]
+                stamp = None if engine.expired(state, t_ms) else state.latest_ms
+                for name in plan.wanted[view_name]:
                     row[f"{view_name}:{name}"] = values[name]
-                    response.event_timestamps[i][f"{view_name}:{name}"] = (
-                        None if engine.expired(state, t_ms) else state.latest_ms
-                    )
+                    response.event_timestamps[i][f"{view_name}:{name}"] = stamp
         return response
+
+    def get_online_features(self, features: list[str], entity_rows: list[dict[str, Any]],
+                            as_of: int | None = None) -> OnlineResponse:
+        """The features of each entity row, as of now or `as_of` (epoch ms): one round trip.
+
+        Args:
+            features: `view:feature` references (`view:*` for all of a view).
+            entity_rows: one dict per entity, holding each view's entity field.
+            as_of: epoch milliseconds; not earlier than each entity's latest event.
+        """
+        plan = self.plan(features, entity_rows)
+        if not entity_rows:
+            return OnlineResponse()
+        pipe = self.redis.pipeline(transaction=False)
+        for _view, keys in plan.keys:
+            pipe.mget(keys)
+        return self.evaluate(plan, pipe.execute(), as_of)
+
+    async def get_online_features_async(self, client: aredis.Redis, features: list[str],
+                                        entity_rows: list[dict[str, Any]], as_of: int | None = None) -> OnlineResponse:
+        """`get_online_features` for asyncio servers, on an asyncio Redis client."""
+        plan = self.plan(features, entity_rows)
+        if not entity_rows:
+            return OnlineResponse()
+        async with client.pipeline(transaction=False) as pipe:
+            for _view, keys in plan.keys:
+                pipe.mget(keys)
+            blobs = await pipe.execute()
+        return self.evaluate(plan, blobs, as_of)

@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--entity", required=True, action="append", help="entity id (repeatable)")
     get.add_argument("--as-of", type=_parse_time_ms, help="epoch ms or ISO-8601 (default: now)")
 
+    serve = sub.add_parser("serve", help="serve online features over HTTP (POST /features/online)")
+    serve.add_argument("--features", dest="sub_features", help="feature definitions file")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=6566)
+
     registry = sub.add_parser("registry", help="run the embedded Confluent-compatible schema registry")
     registry.add_argument("--host", default="127.0.0.1")
     registry.add_argument("--port", type=int, default=8081)
@@ -189,6 +194,21 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                     follow=args.follow)
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from sinks.http_api import make_app
+    from sinks.reads import FeatureReader
+    from sinks.redis_client import connect_redis, connect_redis_async
+
+    views = _views(args, settings)
+    app = make_app(FeatureReader(views, connect_redis(settings)), connect_redis_async(settings))
+    print(f"serving {', '.join(v.name for v in views)} on http://{args.host}:{args.port} "
+          "(POST /features/online, GET /openapi.json)", flush=True)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    return 0
+
+
 def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
@@ -216,7 +236,7 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 
 
 COMMANDS = {"up": cmd_up, "worker": cmd_worker, "publish": cmd_publish, "get": cmd_get, "demo": cmd_demo,
-            "schemas": cmd_schemas, "registry": cmd_registry}
+            "schemas": cmd_schemas, "registry": cmd_registry, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,194 @@
+"""`rillet serve`: online features over HTTP, in the shape of Feast's feature server.
+
+    POST /features/online
+    {"features": ["payments:amount_sum_5m"], "entities": {"user_id": ["u1", "u2"]}, "as_of": 1767225600000}
+
+    -> {"metadata": {"feature_names": ["user_id", "payments:amount_sum_5m"]},
+        "results": [{"values": ["u1", "u2"], "statuses": [...], "event_timestamps": [...]},
+                    {"values": [12.5, null], "statuses": ["PRESENT", "NOT_FOUND"], "event_timestamps": [...]}]}
+
+Results are column-oriented, one per name in `metadata.feature_names`, as
+Feast returns them. Statuses: PRESENT, NULL_VALUE (the entity is known, its
+window is empty or null), NOT_FOUND (never seen), OUTSIDE_MAX_AGE (older than
+the view's ttl). A bad request gets a 4xx whose `message` names the problem.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+from aiohttp import web
+
+from sinks.reads import FeatureReader
+from streams.engine import AsOfTooEarlyError
+from streams.errors import UnknownFeatureError
+from streams.timeutil import format_ms
+
+__all__ = ["OPENAPI", "make_app"]
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _parse_request(body: Any) -> tuple[list[str], list[dict[str, Any]], int | None]:
+    if not isinstance(body, dict):
+        raise _BadRequest(400, "the body must be a JSON object with 'features' and 'entities'")
+    features = body.get("features")
+    if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
+        raise _BadRequest(400, "'features' must be a non-empty list of 'view:feature' strings")
+    entities = body.get("entities")
+    if not isinstance(entities, dict) or not entities:
+        raise _BadRequest(400, "'entities' must be an object mapping each entity key to a list of values")
+    columns = {}
+    for key, values in entities.items():
+        if not isinstance(values, list):
+            raise _BadRequest(400, f"'entities.{key}' must be a list of values")
+        columns[key] = values
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        raise _BadRequest(400, f"'entities' lists differ in length: {sorted(lengths)}")
+    rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    return features, rows, _parse_as_of(body.get("as_of"))
+
+
+def _parse_as_of(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return int(moment.timestamp() * 1000)
+    raise _BadRequest(400, "'as_of' must be epoch milliseconds or an ISO-8601 time with a timezone")
+
+
+def _status(value: Any, stamp: int | None, known: bool) -> str:
+    if not known:
+        return "NOT_FOUND"
+    if stamp is None:
+        return "OUTSIDE_MAX_AGE"
+    return "NULL_VALUE" if value is None else "PRESENT"
+
+
+def make_app(reader: FeatureReader, client: aredis.Redis) -> web.Application:
+    """The HTTP edge over a FeatureReader; every read is one pipelined round trip to Redis."""
+    routes = web.RouteTableDef()
+
+    def reply(data: Any, status: int = 200) -> web.Response:
+        return web.Response(text=json.dumps(data), status=status, content_type="application/json")
+
+    @routes.post("/features/online")
+    async def online(request: web.Request) -> web.Response:
+        try:
+            try:
+                body = await request.json()
+            except (json.JSONDecodeError, ValueError):
+                raise _BadRequest(400, "the body is not JSON") from None
+            features, rows, as_of = _parse_request(body)
+            plan = reader.plan(features, rows)
+        except _BadRequest as exc:
+            return reply({"error": "bad_request", "message": exc.message}, exc.status)
+        except UnknownFeatureError as exc:
+            status = 400 if "entity row" in str(exc) else 404
+            return reply({"error": "bad_request" if status == 400 else "not_found", "message": str(exc)}, status)
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for _view, keys in plan.keys:
+                    pipe.mget(keys)
+                blobs = await pipe.execute()
+            response = reader.evaluate(plan, blobs, as_of)
+        except AsOfTooEarlyError as exc:
+            return reply({"error": "as_of_too_early", "message": str(exc)}, 422)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return reply({"error": "unavailable", "message": "the online store does not answer"}, 503)
+        known = {view: [blob is not None for blob in view_blobs]
+                 for (view, _keys), view_blobs in zip(plan.keys, blobs, strict=True)}
+        entity_keys = list(rows[0]) if rows else []
+        refs = [f"{view}:{name}" for view, names in plan.wanted.items() for name in names]
+        results = [{"values": [row[key] for row in rows], "statuses": ["PRESENT"] * len(rows),
+                    "event_timestamps": [None] * len(rows)} for key in entity_keys]
+        for ref in refs:
+            view = ref.split(":", 1)[0]
+            values = [row[ref] for row in response.rows]
+            stamps = [stamps[ref] for stamps in response.event_timestamps]
+            results.append({
+                "values": values,
+                "statuses": [_status(v, s, k) for v, s, k in zip(values, stamps, known[view], strict=True)],
+                "event_timestamps": [format_ms(s) for s in stamps],
+            })
+        return reply({"metadata": {"feature_names": entity_keys + refs}, "results": results})
+
+    @routes.get("/health")
+    async def health(request: web.Request) -> web.Response:
+        try:
+            await client.ping()
+        except (redis.ConnectionError, redis.TimeoutError):
+            return reply({"status": "unavailable", "online_store": "down"}, 503)
+        return reply({"status": "ok", "views": sorted(reader.views)})
+
+    @routes.get("/openapi.json")
+    async def openapi(request: web.Request) -> web.Response:
+        return reply(OPENAPI)
+
+    app = web.Application()
+    app.add_routes(routes)
+    return app
+
+
+_ERROR = {"type": "object", "required": ["error", "message"],
+          "properties": {"error": {"type": "string"}, "message": {"type": "string"}}}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "rillet online features", "version": "1"},
+    "paths": {
+        "/features/online": {"post": {
+            "summary": "Feature values of many entities, as of now or `as_of`, in one round trip",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["features", "entities"],
+                "properties": {
+                    "features": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                                 "example": ["payments:amount_sum_5m"]},
+                    "entities": {"type": "object", "additionalProperties": {"type": "array", "items": {}},
+                                 "example": {"user_id": ["u0001", "u0002"]}},
+                    "as_of": {"oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}]},
+                }}}}},
+            "responses": {
+                "200": {"description": "Column-oriented results, one per name in metadata.feature_names",
+                        "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["metadata", "results"],
+                            "properties": {
+                                "metadata": {"type": "object", "properties": {
+                                    "feature_names": {"type": "array", "items": {"type": "string"}}}},
+                                "results": {"type": "array", "items": {"type": "object", "properties": {
+                                    "values": {"type": "array", "items": {}},
+                                    "statuses": {"type": "array", "items": {"type": "string", "enum": [
+                                        "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE"]}},
+                                    "event_timestamps": {"type": "array",
+                                                         "items": {"type": "string", "nullable": True}},
+                                }}},
+                            }}}}},
+                "400": {"description": "Malformed body or missing entity key",
+                        "content": {"application/json": {"schema": _ERROR}}},
+                "404": {"description": "Unknown view or feature", "content": {"application/json": {"schema": _ERROR}}},
+                "422": {"description": "as_of earlier than an entity's latest event",
+                        "content": {"application/json": {"schema": _ERROR}}},
+                "503": {"description": "The online store does not answer",
+                        "content": {"application/json": {"schema": _ERROR}}},
+            },
+        }},
+        "/health": {"get": {"summary": "Liveness and online-store reachability",
+                            "responses": {"200": {"description": "ok"}, "503": {"description": "Redis down"}}}},
+    },
+}
