@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.online
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache .hypothesis

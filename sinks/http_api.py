@@ -103,10 +103,13 @@ def make_app(reader: FeatureReader, client: aredis.Redis) -> web.Application:
             status = 400 if "entity row" in str(exc) else 404
             return reply({"error": "bad_request" if status == 400 else "not_found", "message": str(exc)}, status)
         try:
-            async with client.pipeline(transaction=False) as pipe:
-                for _view, keys in plan.keys:
-                    pipe.mget(keys)
-                blobs = await pipe.execute()
+            if len(plan.keys) == 1:  # one view: a plain MGET
+                blobs = [await client.mget(plan.keys[0][1])]
+            else:
+                async with client.pipeline(transaction=False) as pipe:
+                    for _view, keys in plan.keys:
+                        pipe.mget(keys)
+                    blobs = await pipe.execute()
             response = reader.evaluate(plan, blobs, as_of)
         except AsOfTooEarlyError as exc:
             return reply({"error": "as_of_too_early", "message": str(exc)}, 422)

@@ -55,9 +55,19 @@ class FeatureReader:
         self.engines = {v.name: ViewEngine(v) for v in views}
         self.stores = {v.name: OnlineStore(v, version) for v in views}
         self.redis = client
+        self._resolved: dict[tuple[str, ...], dict[str, list[str]]] = {}
 
     def resolve(self, features: list[str]) -> dict[str, list[str]]:
-        """`["payments:amount_sum_5m", "payments:*"]` -> {view: [value names]}, checked."""
+        """`["payments:amount_sum_5m", "payments:*"]` -> {view: [value names]}, checked (and cached)."""
+        key = tuple(features)
+        cached = self._resolved.get(key)
+        if cached is None:
+            cached = self._resolve(features)
+            if len(self._resolved) < 1024:
+                self._resolved[key] = cached
+        return cached
+
+    def _resolve(self, features: list[str]) -> dict[str, list[str]]:
         wanted: dict[str, list[str]] = {}
         for ref in features:
             view_name, sep, name = ref.partition(":")
@@ -125,6 +135,8 @@ class FeatureReader:
         plan = self.plan(features, entity_rows)
         if not entity_rows:
             return OnlineResponse()
+        if len(plan.keys) == 1:  # one view: a plain MGET, no pipeline object
+            return self.evaluate(plan, [self.redis.mget(plan.keys[0][1])], as_of)
         pipe = self.redis.pipeline(transaction=False)
         for _view, keys in plan.keys:
             pipe.mget(keys)

@@ -1,0 +1,140 @@
+"""Online read latency: rillet's reads beside raw redis-py reads of the same keys, and HTTP under load.
+
+    python -m bench.online [--entities 10000] [--reads 5000]
+
+Prints p50/p99 of: get_online_features for 1 entity x 20 features and for
+100 entities, beside raw redis-py GET / MGET of the same keys (the floor);
+and `rillet serve` at 1,000 requests/s from a second process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sinks.online import OnlineStore
+from sinks.reads import FeatureReader
+from sinks.records import StateWrite
+from sinks.redis_client import connect_redis, connect_redis_async
+from streams.definitions import load_views
+from streams.demo import settings_env
+from streams.engine import Event, ViewEngine
+from streams.settings import Settings
+from streams.stack import EmbeddedStack, free_port, port_open, wait_until
+
+FEATURES = Path(__file__).with_name("online_features.py")
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    samples = sorted(samples)
+    return samples[len(samples) // 2], samples[min(len(samples) - 1, int(0.99 * len(samples)))]
+
+
+def timed(call, n: int) -> tuple[float, float]:
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return percentiles(samples)
+
+
+def populate(settings: Settings, view, entities: int) -> None:
+    engine, rng = ViewEngine(view), random.Random(1)
+    now = int(time.time() * 1000)
+    writes = []
+    for e in range(entities):
+        state = None
+        for i in range(30):
+            t = now - 3_600_000 + i * 110_000 + rng.randrange(60_000)
+            state = engine.apply(state, Event(f"u{e}", t, {"amount": rng.uniform(1, 500)}, 0, i), t)
+        writes.append(StateWrite(f"u{e}", engine.encode(state), state.latest_ms))
+
+    async def write() -> None:
+        client = connect_redis_async(settings)
+        for lo in range(0, len(writes), 2000):
+            await OnlineStore(view).write(client, writes[lo:lo + 2000])
+            print(f"  wrote {min(lo + 2000, len(writes)):,}/{len(writes):,} entity states", flush=True)
+        await client.aclose()
+
+    asyncio.run(write())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entities", type=int, default=10_000)
+    parser.add_argument("--reads", type=int, default=5_000)
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="rillet-bench-online-"))
+    (workdir / "features.py").write_text(FEATURES.read_text().replace(
+        "../schemas/payment.avsc", str(Path(__file__).parent.parent / "schemas" / "payment.avsc")))
+    [view] = load_views(workdir / "features.py")
+    with EmbeddedStack(Settings.from_env(), broker_port=0, workdir=workdir / "stack") as stack:
+        settings = stack.settings
+        populate(settings, view, args.entities)
+        client = connect_redis(settings)
+        reader = FeatureReader([view], client)
+        store = OnlineStore(view)
+        refs = [f"{view.name}:{f.name}" for f in view.features]
+        rng = random.Random(2)
+        one = [f"u{rng.randrange(args.entities)}" for _ in range(args.reads)]
+        it1, it2, it100, it100b = iter(one), iter(one), iter(range(10**9)), iter(range(10**9))
+
+        def batch(i: int) -> list[str]:
+            return [f"u{(i * 100 + j) % args.entities}" for j in range(100)]
+
+        rows = {
+            "raw redis-py GET, 1 entity": timed(lambda: client.get(store.key(next(it1))), args.reads),
+            "rillet get_online_features, 1 entity x 20": timed(
+                lambda: reader.get_online_features(refs, [{"user_id": next(it2)}]), args.reads),
+            "raw redis-py MGET, 100 entities": timed(
+                lambda: client.mget([store.key(e) for e in batch(next(it100))]), args.reads // 10),
+            "rillet get_online_features, 100 entities x 20": timed(
+                lambda: reader.get_online_features(refs, [{"user_id": e} for e in batch(next(it100b))]),
+                args.reads // 10),
+        }
+
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", "--features",
+                                   str(workdir / "features.py"), "--port", str(port)],
+                                  env={**os.environ, **settings_env(settings)},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_until(lambda: port_open("127.0.0.1", port), timeout_s=30, what="rillet serve")
+            body = workdir / "body.json"
+            body.write_text(json.dumps({"features": refs, "entities": {"user_id": ["u1"]}}))
+            print(f"  HTTP load: {args.rate:.0f} requests/s for {args.seconds:.0f}s from a second process",
+                  flush=True)
+            load = subprocess.run([sys.executable, "-m", "bench.http_load", f"http://127.0.0.1:{port}/features/online",
+                                   str(args.rate), str(args.seconds), str(body)], capture_output=True, text=True,
+                                  timeout=120)
+            http = json.loads(load.stdout.strip().splitlines()[-1])
+        finally:
+            server.terminate()
+            server.wait(10)
+
+    print(f"\nonline reads ({args.entities:,} entities in Redis, this machine: {os.cpu_count()} cores)")
+    for label, (p50, p99) in rows.items():
+        print(f"  {label:<48} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms")
+    one_p99 = rows["rillet get_online_features, 1 entity x 20"][1]
+    raw_p99 = rows["raw redis-py GET, 1 entity"][1]
+    hundred_p99 = rows["rillet get_online_features, 100 entities x 20"][1]
+    raw100_p99 = rows["raw redis-py MGET, 100 entities"][1]
+    print(f"  ratio 1 entity p99 / raw: {one_p99 / raw_p99:.2f} (target <= 1.5; absolute target <= 1 ms)")
+    print(f"  ratio 100 entities p99 / raw: {hundred_p99 / raw100_p99:.2f}")
+    print(f"  HTTP {http['achieved_rps']:.0f} rps achieved, {http['errors']} errors: p50 {http['p50_ms']:.2f} ms, "
+          f"p99 {http['p99_ms']:.2f} ms (target p99 <= 5 ms at 1,000 rps)")
+
+
+if __name__ == "__main__":
+    main()
