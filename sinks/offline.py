@@ -2,20 +2,26 @@
 
 Layout (readable by pyarrow, pandas and DuckDB without rillet):
 
-    {RILLET_OFFLINE_PATH}/view={view}/version={n}/date={YYYY-MM-DD}/part-{first offset}-{rows}-{id}.parquet
+    {RILLET_OFFLINE_PATH}/view={view}/version={n}/date={YYYY-MM-DD}/part-{partition}-{first}-{last}.parquet
 
 Columns: `entity`, `feature_timestamp` (the time the values hold at),
 `event_timestamp` (the source event's time), `created_timestamp`,
 `partition`, `offset`, then one column per feature. A file is written to a
 hidden temporary name, fsynced, then renamed into place, so a reader never
-sees half a file. A batch re-written after a restart may repeat rows; they
-share (`partition`, `offset`), and `read_offline` keeps one of each.
+sees half a file.
+
+No reader sees a row twice. A file holds one source partition's rows from one
+batch and is named by its offset range. A batch's file is published before
+the batch's changelog commit point, so after a crash some rows past that
+point may already be on disk. The worker asks `offsets_written_after` for
+them and leaves them out when it writes, so each event has exactly one row.
+Files are never deleted: any row on disk came from an event whose state
+changes may already be durable.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -84,17 +90,26 @@ class OfflineStore:
         self.base = self.root / f"view={view.name}" / f"version={version}"
 
     def write(self, rows: list[FeatureRow]) -> list[Path]:
-        """Write rows, one file per date (each file fsynced: fewer files, fewer fsyncs)."""
-        groups: dict[str, list[FeatureRow]] = defaultdict(list)
+        """Write rows, one file per (date, source partition), named by the batch's offset range."""
+        groups: dict[tuple[str, int], list[FeatureRow]] = defaultdict(list)
         for row in rows:
-            groups[utc_from_ms(row.feature_ms).date().isoformat()].append(row)
+            groups[(utc_from_ms(row.feature_ms).date().isoformat(), row.partition)].append(row)
         written = []
-        for date, group in sorted(groups.items()):
-            table = self._to_table(group)
-            first = min(r.offset for r in group)
-            name = f"part-{first:012d}-{len(group):06d}-{uuid.uuid4().hex[:12]}.parquet"
-            written.append(_publish(table, self.base / f"date={date}" / name))
+        for (date, partition), group in sorted(groups.items()):
+            first, last = min(r.offset for r in group), max(r.offset for r in group)
+            name = f"part-{partition}-{first:012d}-{last:012d}.parquet"
+            written.append(_publish(self._to_table(group), self.base / f"date={date}" / name))
         return written
+
+    def offsets_written_after(self, partition: int, committed_offset: int) -> set[int]:
+        """Offsets of this partition already in files past its last committed offset."""
+        found: set[int] = set()
+        for path in self.base.glob(f"date=*/part-{partition}-*.parquet"):
+            last = int(path.stem.split("-")[3])
+            if last > committed_offset:
+                offsets = pq.read_table(path, columns=["offset"])["offset"].to_pylist()
+                found.update(o for o in offsets if o > committed_offset)
+        return found
 
     def _to_table(self, rows: list[FeatureRow]) -> pa.Table:
         columns: dict[str, list[Any]] = {

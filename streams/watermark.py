@@ -30,6 +30,10 @@ class Watermarks:
     def get(self, partition: int) -> int | None:
         return self._entry(partition)[0]
 
+    def last_offset(self, partition: int) -> int:
+        """The last offset handled on a partition (-1 for none)."""
+        return self._entry(partition)[1]
+
     def handled(self, partition: int, offset: int) -> bool:
         """True when the record at `offset` was already handled (a re-delivery)."""
         return offset <= self._entry(partition)[1]

@@ -100,6 +100,7 @@ class ViewAgent:
         self.redis = connect_redis_async(settings)
         self.last_event_ms = 0
         self._latest: dict[bytes, tuple[int, int]] | None = None  # entity key -> (partition, latest_ms)
+        self._offline_seen: dict[int, set[int]] = {}  # partition -> offsets already on disk past its commit
         self._last_sweep = time.monotonic()
 
     def load_state(self, entity: str) -> bytes | None:
@@ -115,7 +116,15 @@ class ViewAgent:
             )
             for m in (e.message for e in events)
         ]
+        for partition in {r.partition for r in records} - self._offline_seen.keys():
+            # first batch of this partition since assignment: rows a crashed batch wrote past the
+            # commit point are already on disk, and must not be written twice
+            self._offline_seen[partition] = self.offline.offsets_written_after(
+                partition, self.watermarks.last_offset(partition))
         result = self.processor.process(records, self.load_state, int(time.time() * 1000))
+        seen = self._offline_seen
+        if any(seen.values()):
+            result.rows = [row for row in result.rows if row.offset not in seen[row.partition]]
         # Sinks first, changelog last: the changelog is the batch's commit point. A crash
         # before it re-processes the batch, rewriting the same Redis states and Parquet rows.
         await asyncio.gather(
@@ -154,6 +163,7 @@ class ViewAgent:
         """After a rebalance the table is the truth: drop what this process cached."""
         self.watermarks.forget()
         self._latest = None
+        self._offline_seen.clear()
 
     def expire_states(self) -> int:
         """Drop (with a changelog tombstone) entity states the engine says no new event can reach."""
