@@ -47,11 +47,13 @@ def synthetic_payments(users: int, events: int, start_ms: int, end_ms: int, seed
     return out
 
 
-def worker_process(settings: Settings, features_path: str, workdir: Path, web_port: int) -> ManagedProcess:
+def worker_process(settings: Settings, features_path: str, workdir: Path, web_port: int,
+                   extra_env: dict[str, str] | None = None) -> ManagedProcess:
     """A `rillet worker` child process configured by environment, as a user would run it."""
     env = dict(os.environ)
     env.update({k: str(v) for k, v in settings_env(settings).items()})
     env["RILLET_WEB_PORT"] = str(web_port)
+    env.update(extra_env or {})
     return ManagedProcess("worker", [sys.executable, "-m", "streams.cli", "worker", "--features", features_path],
                           workdir / f"worker-{web_port}.log", env=env).start()
 

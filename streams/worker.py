@@ -27,6 +27,7 @@ from schemas.store import SchemaStore
 from sinks.offline import OfflineStore
 from sinks.online import OnlineStore
 from sinks.redis_client import connect_redis_async
+from streams import faults
 from streams.definitions import FeatureView
 from streams.engine import ViewEngine
 from streams.metrics import WorkerMetrics
@@ -131,6 +132,7 @@ class ViewAgent:
             self.online.write(self.redis, self.processor.state_writes(result)),
             asyncio.to_thread(self.offline.write, result.rows) if result.rows else asyncio.sleep(0),
         )
+        faults.hit("after_offline_write")  # crash tests: Parquet published, changelog not yet
         self._store_in_table(result)
         if time.monotonic() - self._last_sweep >= self.settings.state_sweep_ms / 1000:
             self.expire_states()

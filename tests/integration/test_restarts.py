@@ -133,3 +133,36 @@ def _health(port: int) -> dict | None:
             return json.loads(response.read())
     except OSError:
         return None
+
+
+def test_crash_between_parquet_write_and_commit_leaves_no_duplicate_rows(stack, tmp_path):
+    case = view_under_test(stack, tmp_path, FEATURES.replace("{partitions}", "1"), "fault",
+                           batch_size=200, batch_wait_ms=20)
+    view, features, settings = case.view, case.features, case.settings
+    base = 1_767_225_600_000
+    history = synthetic_payments(users=20, events=1000, start_ms=base, end_ms=base + 3_600_000, seed=8)
+    with EventProducer(settings, view) as producer:
+        producer.send_many(history)
+    heads = producer.report.heads
+    # dies right after its 2nd Parquet write, before that batch's changelog commit point
+    crashing = worker_process(settings, str(features), tmp_path, free_port(),
+                              extra_env={"RILLET_FAULT_AFTER_OFFLINE_WRITE": "2"})
+    wait_until(lambda: not crashing.alive(), timeout_s=120, what="the failpoint to end the worker")
+    assert crashing.process.returncode == 137
+    written_before = pq.ParquetDataset(settings.offline_root / f"view={view.name}" / "version=1").read().num_rows
+    assert written_before > 0
+    worker = worker_process(settings, str(features), tmp_path, free_port())
+    try:
+        wait_caught_up(settings, settings.worker_group, view.topic, heads, timeout_s=120, alive=worker.alive)
+    finally:
+        worker.stop()
+    raw = pq.ParquetDataset(settings.offline_root / f"view={view.name}" / "version=1").read()
+    assert raw.num_rows == len(history)
+    assert len(set(raw["offset"].to_pylist())) == len(history)
+    events = [OEvent(e["user_id"], e["event_time"], {"amount": e["amount"]}, i) for i, e in enumerate(history)]
+    reader = FeatureReader([view], connect_redis(settings))
+    for entity in sorted({e.entity for e in events}):
+        latest = max(e.t for e in events if e.entity == entity)
+        row = reader.get_online_features([f"{view.name}:*"], [{"user_id": entity}], as_of=latest).rows[0]
+        for feature, expected in value_at(view, events, entity, latest).items():
+            assert close(row[f"{view.name}:{feature}"], expected), (entity, feature)
