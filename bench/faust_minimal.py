@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 import faust
 
@@ -17,7 +18,7 @@ topic_name, expected = sys.argv[1], int(sys.argv[2])
 shorten_faust_fetch_wait(50)
 app = faust.App(f"bench-minimal-{os.getpid()}", broker=f"kafka://{os.environ['RILLET_BOOTSTRAP_SERVERS']}",
                 autodiscover=False, consumer_auto_offset_reset="earliest", web_enabled=False,
-                store="memory://", **FAUST_GROUP_TIMING)
+                store="memory://", datadir=tempfile.mkdtemp(prefix="rillet-bench-faust-"), **FAUST_GROUP_TIMING)
 topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
 counter = DoneCounter(expected)
 

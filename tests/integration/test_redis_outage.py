@@ -1,0 +1,70 @@
+"""A Redis outage mid-stream: the worker waits and retries, then catches up; nothing is dropped.
+
+The worker's Redis (a Valkey of the test's own) is frozen with SIGSTOP, which
+hangs every connection as a dead host would, while events keep arriving; no
+batch can commit its offsets. After SIGCONT the worker catches up and every
+value equals the oracle.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from sinks.reads import FeatureReader
+from sinks.redis_client import connect_redis
+from streams.demo import synthetic_payments, worker_process
+from streams.lag import committed_offsets, wait_caught_up
+from streams.producer import EventProducer
+from streams.stack import EmbeddedStack, free_port, wait_until
+from tests.helpers import view_under_test
+from tests.oracle import OEvent, close, value_at
+
+pytestmark = pytest.mark.integration
+
+FEATURES = """
+from streams import Feature, FeatureView, Sliding, Tumbling
+{name} = FeatureView(name="{name}", topic="{name}", schema="{schema}", entity="user_id", event_time="event_time",
+                     ttl="1d", grace="1h", partitions=1, features=[Feature("amount", "sum", Tumbling("5m")),
+                                                       Feature("amount", "count", Sliding("1h", "5m"))])
+"""
+
+
+def test_worker_rides_out_a_redis_outage(stack, tmp_path):
+    with EmbeddedStack(stack.settings, broker_port=None, redis="embedded", workdir=tmp_path / "own-redis") as own:
+        valkey = next(p for p in own.processes if p.name == "redis")
+        case = view_under_test(own, tmp_path, FEATURES, "outage", batch_size=100, batch_wait_ms=20)
+        view, settings = case.view, case.settings
+        base = 1_767_225_600_000
+        history = synthetic_payments(users=10, events=600, start_ms=base, end_ms=base + 3_600_000, seed=9)
+        worker = worker_process(settings, str(case.features), tmp_path, free_port())
+        try:
+            with EventProducer(settings, view) as producer:
+                producer.send_many(history[:300])
+            wait_caught_up(settings, settings.worker_group, view.topic, producer.report.heads, timeout_s=120,
+                           alive=worker.alive)
+            os.kill(valkey.process.pid, signal.SIGSTOP)  # the outage begins
+            try:
+                with EventProducer(settings.with_(schema_registry_url=stack.settings.schema_registry_url),
+                                   view) as second:
+                    second.send_many(history[300:])
+                stalled = committed_offsets(settings, settings.worker_group, view.topic, [0])[0]
+                wait_until(lambda: "redis_unavailable" in worker.tail(200), timeout_s=60,
+                           what="the worker to notice the outage")
+                assert committed_offsets(settings, settings.worker_group, view.topic, [0])[0] == stalled
+                assert worker.alive()
+            finally:
+                os.kill(valkey.process.pid, signal.SIGCONT)  # ... and ends
+            wait_caught_up(settings, settings.worker_group, view.topic, {0: len(history)}, timeout_s=180,
+                           alive=worker.alive)
+        finally:
+            worker.stop()
+        events = [OEvent(e["user_id"], e["event_time"], {"amount": e["amount"]}, i) for i, e in enumerate(history)]
+        reader = FeatureReader([view], connect_redis(settings))
+        for entity in sorted({e.entity for e in events}):
+            latest = max(e.t for e in events if e.entity == entity)
+            row = reader.get_online_features([f"{view.name}:*"], [{"user_id": entity}], as_of=latest).rows[0]
+            for feature, expected in value_at(view, events, entity, latest).items():
+                assert close(row[f"{view.name}:{feature}"], expected), (entity, feature)
