@@ -80,20 +80,17 @@ class EventProducer:
             timestamp_ms = event[self.view.event_time]
         if timestamp_ms is not None:
             kwargs["timestamp"] = timestamp_ms
-        while True:
-            try:
-                self._producer.produce(self.view.topic, value=value, key=self.encoder.key(event),
-                                       on_delivery=self._on_delivery, **kwargs)
-                break
-            except BufferError:
-                self._producer.poll(0.05)
-        self._producer.poll(0)
+        self._produce(self.encoder.key(event), value, **kwargs)
 
     def send_raw(self, key: bytes | None, value: bytes | None) -> None:
         """Send bytes as they are (tests and tools: e.g. to exercise the dead-letter path)."""
+        self._produce(key, value)
+
+    def _produce(self, key: bytes | None, value: bytes | None, **kwargs: Any) -> None:
+        """Queue one record; while the local queue is full, serve delivery reports and retry."""
         while True:
             try:
-                self._producer.produce(self.view.topic, value=value, key=key, on_delivery=self._on_delivery)
+                self._producer.produce(self.view.topic, value=value, key=key, on_delivery=self._on_delivery, **kwargs)
                 break
             except BufferError:
                 self._producer.poll(0.05)
