@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -240,10 +241,13 @@ COMMANDS = {"up": cmd_up, "worker": cmd_worker, "publish": cmd_publish, "get": c
 
 
 def main(argv: list[str] | None = None) -> int:
+    # confluent-kafka's registry client imports authlib's deprecated httpx integration: not ours to fix
+    warnings.filterwarnings("ignore", message=".*httpx module is deprecated.*")
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
         logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per registry request is noise
         return COMMANDS[args.command](args, settings)
     except RilletError as exc:
         print(f"rillet: error: {exc}", file=sys.stderr)
