@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--entity", required=True, action="append", help="entity id (repeatable)")
     get.add_argument("--as-of", type=_parse_time_ms, help="epoch ms or ISO-8601 (default: now)")
 
+    dlq = sub.add_parser("dlq", help="show what went to a view's dead-letter topic, and why")
+    dlq.add_argument("--features", dest="sub_features", help="feature definitions file")
+    dlq.add_argument("--view", required=True)
+    dlq.add_argument("--limit", type=int, default=20, help="records to print (0: only the counts)")
+    dlq.add_argument("--timeout", type=float, default=5.0, help="seconds without a new record that end the read")
+
     serve = sub.add_parser("serve", help="serve online features over HTTP (POST /features/online)")
     serve.add_argument("--features", dest="sub_features", help="feature definitions file")
     serve.add_argument("--host", default="127.0.0.1")
@@ -195,6 +201,21 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                     follow=args.follow)
 
 
+def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.dead_letters import read_dead_letters
+
+    view = _view(_views(args, settings), args.view)
+    if args.limit < 0:
+        raise ConfigError(f"--limit {args.limit}: must be 0 or more")
+    counts: dict[str, int] = {}
+    for i, letter in enumerate(read_dead_letters(settings, view.dlq_topic, idle_s=args.timeout)):
+        counts[letter["reason"]] = counts.get(letter["reason"], 0) + 1
+        if i < args.limit:
+            print(json.dumps(letter))
+    print(json.dumps({"topic": view.dlq_topic, "total": sum(counts.values()), "by_reason": counts}))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
@@ -237,7 +258,8 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 
 
 COMMANDS = {"up": cmd_up, "worker": cmd_worker, "publish": cmd_publish, "get": cmd_get, "demo": cmd_demo,
-            "schemas": cmd_schemas, "registry": cmd_registry, "serve": cmd_serve}
+            "schemas": cmd_schemas, "registry": cmd_registry, "serve": cmd_serve,
+            "dlq": cmd_dlq}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,6 +75,11 @@ def test_publish_then_get(stack, tmp_path):
     missing = run_cli(settings, "get", "--features", str(features), "--view", name, "--entity", "nobody")
     assert set(json.loads(missing.stdout)["features"].values()) == {None}
 
+    # u2's event had no amount: fine. Nothing was dead-lettered, so `rillet dlq` says so
+    dlq = run_cli(settings, "dlq", "--features", str(features), "--view", name, "--timeout", "2")
+    assert dlq.returncode == 0, dlq.stderr
+    assert json.loads(dlq.stdout.strip().splitlines()[-1]) == {"topic": f"{name}.dlq", "total": 0, "by_reason": {}}
+
 
 def _heads(settings, topic: str) -> dict[int, int]:
     """Partition heads from a fetch's high watermark (Tansu's ListOffsets is wrong)."""

@@ -10,6 +10,7 @@ dead-letter topic with its reason.
 from __future__ import annotations
 
 import io
+import json
 import random
 import re
 import urllib.request
@@ -131,11 +132,30 @@ def test_worker_computes_exact_values_in_redis_and_parquet(stack, tmp_path):
     assert reasons == Counter({"bad_magic": 1, "truncated": 1, "missing_entity": 1, "out_of_range": 1,
                                "late": sum(late)})
     assert len(kept) + sum(reasons.values()) == sum(heads.values())
+    shown = _rillet_dlq(settings, features_file, view.name)
+    assert shown["by_reason"] == dict(reasons) and shown["total"] == sum(reasons.values())
     assert f'rillet_dead_lettered_total{{reason="late",view="{view.name}"}} {float(sum(late))}' in metrics
     # the day-later events moved every watermark past the old states: the worker dropped them,
     # yet every value above still read right (reads come from Redis, which keeps its own ttl)
     expired = re.search(rf'rillet_states_expired_total{{view="{view.name}"}} (\S+)', metrics)
     assert expired and float(expired.group(1)) >= 1
+
+
+def _rillet_dlq(settings, features_file, view_name: str) -> dict:
+    """`rillet dlq`'s closing summary line, run as a user would."""
+    import os
+    import subprocess
+    import sys
+
+    from streams.demo import settings_env
+
+    result = subprocess.run([sys.executable, "-m", "streams.cli", "dlq", "--features", str(features_file),
+                             "--view", view_name, "--limit", "3", "--timeout", "3"], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, **settings_env(settings)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 4  # three records, then the summary
+    return json.loads(lines[-1])
 
 
 def _independent_decode(raw: bytes) -> dict | None:
