@@ -5,9 +5,16 @@ See ../shared/broker-notes.md for the measurements behind each one.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-__all__ = ["FAUST_GROUP_TIMING", "LIBRDKAFKA_GROUP_TIMING", "shorten_faust_fetch_wait"]
+__all__ = [
+    "FAUST_GROUP_TIMING",
+    "LIBRDKAFKA_GROUP_TIMING",
+    "fetch_high_watermarks",
+    "recover_tables_to_the_true_end",
+    "shorten_faust_fetch_wait",
+]
 
 #: A JoinGroup round takes about session.timeout / 2 on Tansu: keep it short.
 FAUST_GROUP_TIMING: dict[str, Any] = {
@@ -48,3 +55,58 @@ def shorten_faust_fetch_wait(wait_ms: int = 50) -> None:
 
         thread._create_worker_consumer = _create_worker_consumer  # noqa: SLF001
     _patched_wait_ms = wait_ms
+
+
+def fetch_high_watermarks(bootstrap_servers: str, partitions: list[Any], timeout_s: float = 5.0) -> dict[Any, int]:
+    """The true end offset of each (topic, partition): the high watermark a Fetch response carries.
+
+    Tansu's ListOffsets LATEST answers the base offset of the last batch + 1
+    (10+10+7 records: 21, not 27); a fetch from just below that reports the
+    real head. Partitions not answered in time are left out.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    if not partitions:
+        return {}
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "rillet-high-watermark-probe",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+    try:
+        reported = {tp: consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout_s)[1]
+                    for tp in partitions}
+        consumer.assign([TopicPartition(tp.topic, tp.partition, max(reported[tp] - 1, 0)) for tp in partitions])
+        found: dict[Any, int] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(found) < len(partitions) and time.monotonic() < deadline:
+            consumer.poll(0.05)
+            for tp in partitions:
+                high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), cached=True)[1]
+                if high >= 0:
+                    found[tp] = high
+        return found
+    finally:
+        consumer.close()
+
+
+_true_highwaters_for: str | None = None
+
+
+def recover_tables_to_the_true_end(bootstrap_servers: str) -> None:
+    """Faust recovers a table by reading its changelog up to `end_offsets()`, which on Tansu stops
+    short of the last changelog batch: states in it would be lost while their source offsets are
+    already committed. This makes Faust's highwaters (used by recovery) the fetched true ends."""
+    global _true_highwaters_for
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    if _true_highwaters_for is None:
+        reported_highwaters = thread._highwaters  # noqa: SLF001 - the one patch point
+
+        async def _highwaters(self: Any, partitions: list[Any]) -> Any:
+            reported = await reported_highwaters(self, partitions)
+            true = await asyncio.to_thread(fetch_high_watermarks, _true_highwaters_for, list(partitions))
+            return {tp: max(reported.get(tp, 0), true.get(tp, 0)) for tp in partitions}
+
+        thread._highwaters = _highwaters  # noqa: SLF001
+    _true_highwaters_for = bootstrap_servers

@@ -33,7 +33,7 @@ from streams.engine import ViewEngine
 from streams.metrics import WorkerMetrics
 from streams.processor import BatchResult, SourceRecord, ViewProcessor
 from streams.settings import Settings
-from streams.tansu import FAUST_GROUP_TIMING, shorten_faust_fetch_wait
+from streams.tansu import FAUST_GROUP_TIMING, recover_tables_to_the_true_end, shorten_faust_fetch_wait
 from streams.watermark import Watermarks
 
 __all__ = ["build_app", "state_table_name"]
@@ -221,6 +221,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     if settings.is_tansu:
         extra.update(FAUST_GROUP_TIMING)
         shorten_faust_fetch_wait(50)
+        recover_tables_to_the_true_end(settings.bootstrap_servers)
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)  # Faust refuses a missing data dir
     app = faust.App(

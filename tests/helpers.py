@@ -108,3 +108,20 @@ def view_under_test(stack: Any, tmp_path: Path, template: str, prefix: str, **se
     settings = stack.settings.with_(offline_path=str(tmp_path / "offline"), state_dir=str(tmp_path / "state"),
                                     worker_group=f"g-{name}", **settings_changes)
     return ViewUnderTest(name, view, features, settings)
+
+
+def assert_online_equals_oracle(settings: Any, view: Any, history: list[dict]) -> None:
+    """Every entity's online values, read at its latest event, equal the oracle's over `history`
+    (payment events, none late): the check the crash, outage and scale-out tests share."""
+    from sinks.reads import FeatureReader
+    from sinks.redis_client import connect_redis
+    from tests.oracle import OEvent, close, value_at
+
+    events = [OEvent(e["user_id"], e["event_time"], {"amount": e["amount"]}, i) for i, e in enumerate(history)]
+    reader = FeatureReader([view], connect_redis(settings))
+    for entity in sorted({e.entity for e in events}):
+        latest = max(e.t for e in events if e.entity == entity)
+        row = reader.get_online_features([f"{view.name}:*"], [{"user_id": entity}], as_of=latest).rows[0]
+        for feature, expected in value_at(view, events, entity, latest).items():
+            got = row[f"{view.name}:{feature}"]
+            assert close(got, expected), (entity, feature, got, expected)

@@ -13,14 +13,11 @@ import signal
 
 import pytest
 
-from sinks.reads import FeatureReader
-from sinks.redis_client import connect_redis
 from streams.demo import synthetic_payments, worker_process
 from streams.lag import committed_offsets, wait_caught_up
 from streams.producer import EventProducer
 from streams.stack import EmbeddedStack, free_port, wait_until
-from tests.helpers import view_under_test
-from tests.oracle import OEvent, close, value_at
+from tests.helpers import assert_online_equals_oracle, view_under_test
 
 pytestmark = pytest.mark.integration
 
@@ -61,10 +58,4 @@ def test_worker_rides_out_a_redis_outage(stack, tmp_path):
                            alive=worker.alive)
         finally:
             worker.stop()
-        events = [OEvent(e["user_id"], e["event_time"], {"amount": e["amount"]}, i) for i, e in enumerate(history)]
-        reader = FeatureReader([view], connect_redis(settings))
-        for entity in sorted({e.entity for e in events}):
-            latest = max(e.t for e in events if e.entity == entity)
-            row = reader.get_online_features([f"{view.name}:*"], [{"user_id": entity}], as_of=latest).rows[0]
-            for feature, expected in value_at(view, events, entity, latest).items():
-                assert close(row[f"{view.name}:{feature}"], expected), (entity, feature)
+        assert_online_equals_oracle(settings, view, history)

@@ -14,15 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from sinks.offline import read_offline
-from sinks.reads import FeatureReader
-from sinks.redis_client import connect_redis
 from streams.demo import synthetic_payments, worker_process
 from streams.errors import StackError
 from streams.lag import committed_offsets, wait_caught_up
 from streams.producer import EventProducer
 from streams.stack import free_port, wait_until
-from tests.helpers import view_under_test
-from tests.oracle import OEvent, close, value_at
+from tests.helpers import assert_online_equals_oracle, view_under_test
 
 pytestmark = pytest.mark.integration
 
@@ -73,15 +70,7 @@ def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(stack, tmp_path):
         worker.stop()
     assert kills == 5
 
-    events = [OEvent(e["user_id"], e["event_time"], {"amount": e["amount"]}, i) for i, e in enumerate(history)]
-    reader = FeatureReader([view], connect_redis(settings))
-    for entity in sorted({e.entity for e in events}):
-        latest = max(e.t for e in events if e.entity == entity)
-        row = reader.get_online_features([f"{view.name}:*"], [{"user_id": entity}], as_of=latest).rows[0]
-        want = value_at(view, events, entity, latest)
-        for feature, expected in want.items():
-            assert close(row[f"{view.name}:{feature}"], expected), (entity, feature, row[f"{view.name}:{feature}"],
-                                                                     expected)
+    assert_online_equals_oracle(settings, view, history)
     # one row per event in the files themselves, as any Parquet reader sees them (no dedupe)
     raw = pq.ParquetDataset(settings.offline_root / f"view={view.name}" / "version=1").read()
     assert raw.num_rows == total
@@ -114,13 +103,7 @@ def test_two_workers_split_the_partitions_and_agree_with_one(stack, tmp_path):
             worker.stop()
     assert not split[0] & split[1]
 
-    events = [OEvent(e["user_id"], e["event_time"], {"amount": e["amount"]}, i) for i, e in enumerate(history)]
-    reader = FeatureReader([view], connect_redis(settings))
-    for entity in sorted({e.entity for e in events}):
-        latest = max(e.t for e in events if e.entity == entity)
-        row = reader.get_online_features([f"{view.name}:*"], [{"user_id": entity}], as_of=latest).rows[0]
-        for feature, expected in value_at(view, events, entity, latest).items():
-            assert close(row[f"{view.name}:{feature}"], expected), (entity, feature)
+    assert_online_equals_oracle(settings, view, history)
     assert read_offline(settings.offline_root, view.name).num_rows == len(history)
 
 
@@ -159,10 +142,4 @@ def test_crash_between_parquet_write_and_commit_leaves_no_duplicate_rows(stack, 
     raw = pq.ParquetDataset(settings.offline_root / f"view={view.name}" / "version=1").read()
     assert raw.num_rows == len(history)
     assert len(set(raw["offset"].to_pylist())) == len(history)
-    events = [OEvent(e["user_id"], e["event_time"], {"amount": e["amount"]}, i) for i, e in enumerate(history)]
-    reader = FeatureReader([view], connect_redis(settings))
-    for entity in sorted({e.entity for e in events}):
-        latest = max(e.t for e in events if e.entity == entity)
-        row = reader.get_online_features([f"{view.name}:*"], [{"user_id": entity}], as_of=latest).rows[0]
-        for feature, expected in value_at(view, events, entity, latest).items():
-            assert close(row[f"{view.name}:{feature}"], expected), (entity, feature)
+    assert_online_equals_oracle(settings, view, history)
