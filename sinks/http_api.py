@@ -16,12 +16,14 @@ the view's ttl). A bad request gets a 4xx whose `message` names the problem.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from typing import Any
 
 import redis
 import redis.asyncio as aredis
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from sinks.reads import FeatureReader
 from streams.engine import AsOfTooEarlyError
@@ -84,6 +86,18 @@ def _status(value: Any, stamp: int | None, known: bool) -> str:
 def make_app(reader: FeatureReader, client: aredis.Redis) -> web.Application:
     """The HTTP edge over a FeatureReader; every read is one pipelined round trip to Redis."""
     routes = web.RouteTableDef()
+    registry = CollectorRegistry()
+    latency = Histogram("rillet_serve_request_seconds", "Time to answer POST /features/online, by status",
+                        ["status"], registry=registry,
+                        buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+
+    @web.middleware
+    async def timed(request: web.Request, handler: Any) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await handler(request)
+        if request.path == "/features/online":
+            latency.labels(str(response.status)).observe(time.perf_counter() - started)
+        return response
 
     def reply(data: Any, status: int = 200) -> web.Response:
         return web.Response(text=json.dumps(data), status=status, content_type="application/json")
@@ -140,11 +154,15 @@ def make_app(reader: FeatureReader, client: aredis.Redis) -> web.Application:
             return reply({"status": "unavailable", "online_store": "down"}, 503)
         return reply({"status": "ok", "views": sorted(reader.views)})
 
+    @routes.get("/metrics")
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), content_type="text/plain")
+
     @routes.get("/openapi.json")
     async def openapi(request: web.Request) -> web.Response:
         return reply(OPENAPI)
 
-    app = web.Application()
+    app = web.Application(middlewares=[timed])
     app.add_routes(routes)
     return app
 
@@ -191,6 +209,8 @@ OPENAPI: dict[str, Any] = {
                         "content": {"application/json": {"schema": _ERROR}}},
             },
         }},
+        "/metrics": {"get": {"summary": "Prometheus metrics: rillet_serve_request_seconds by status",
+                             "responses": {"200": {"description": "text exposition format"}}}},
         "/health": {"get": {"summary": "Liveness and online-store reachability",
                             "responses": {"200": {"description": "ok"}, "503": {"description": "Redis down"}}}},
     },

@@ -121,6 +121,16 @@ def test_bad_requests_get_a_4xx_naming_the_problem(served, body, status, needle)
     assert needle in reply["message"]
 
 
+def test_metrics_count_answered_requests(served):
+    name, _view, _events, port = served
+    post(port, {"features": [f"{name}:amount_sum_5m"], "entities": {"user_id": ["u1"]}})
+    post(port, {"features": [f"{name}:nope"], "entities": {"user_id": ["u1"]}})
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert 'rillet_serve_request_seconds_count{status="200"} 1.0' in text
+    assert 'rillet_serve_request_seconds_count{status="404"} 1.0' in text
+
+
 def test_openapi_document_describes_the_endpoint(served):
     _name, _view, _events, port = served
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=5) as response:
