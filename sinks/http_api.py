@@ -133,6 +133,14 @@ def make_app(reader: FeatureReader, client: aredis.Redis) -> web.Application:
                  for (view, _keys), view_blobs in zip(plan.keys, blobs, strict=True)}
         entity_keys = list(rows[0]) if rows else []
         refs = [f"{view}:{name}" for view, names in plan.wanted.items() for name in names]
+        formatted: dict[int | None, str | None] = {}  # an entity's features share one timestamp: format it once
+
+        def stamp_text(ms: int | None) -> str | None:
+            text = formatted.get(ms)
+            if text is None and ms is not None:
+                text = formatted[ms] = format_ms(ms)
+            return text
+
         results = [{"values": [row[key] for row in rows], "statuses": ["PRESENT"] * len(rows),
                     "event_timestamps": [None] * len(rows)} for key in entity_keys]
         for ref in refs:
@@ -142,7 +150,7 @@ def make_app(reader: FeatureReader, client: aredis.Redis) -> web.Application:
             results.append({
                 "values": values,
                 "statuses": [_status(v, s, k) for v, s, k in zip(values, stamps, known[view], strict=True)],
-                "event_timestamps": [format_ms(s) for s in stamps],
+                "event_timestamps": [stamp_text(s) for s in stamps],
             })
         return reply({"metadata": {"feature_names": entity_keys + refs}, "results": results})
 
