@@ -22,6 +22,14 @@ def connect_redis(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url, **_kwargs(settings))
 
 
-def connect_redis_async(settings: Settings) -> aredis.Redis:
-    """An asyncio client for the worker, so a slow Redis never blocks the event loop."""
-    return aredis.Redis.from_url(settings.redis_url, **_kwargs(settings))
+def connect_redis_async(settings: Settings, max_connections: int | None = None) -> aredis.Redis:
+    """An asyncio client, so a slow Redis never blocks the event loop.
+
+    With `max_connections`, a burst of concurrent requests waits for a free
+    connection instead of opening one each (which a busy Redis answers late).
+    """
+    if max_connections is None:
+        return aredis.Redis.from_url(settings.redis_url, **_kwargs(settings))
+    pool = aredis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=max_connections, timeout=5,
+                                                  **_kwargs(settings))
+    return aredis.Redis(connection_pool=pool)

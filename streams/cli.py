@@ -224,7 +224,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.redis_client import connect_redis, connect_redis_async
 
     views = _views(args, settings)
-    app = make_app(FeatureReader(views, connect_redis(settings)), connect_redis_async(settings))
+    app = make_app(FeatureReader(views, connect_redis(settings)), connect_redis_async(settings, max_connections=32))
     print(f"serving {', '.join(v.name for v in views)} on http://{args.host}:{args.port} "
           "(POST /features/online, GET /openapi.json)", flush=True)
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
