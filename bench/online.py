@@ -26,7 +26,6 @@ from sinks.reads import FeatureReader
 from sinks.records import StateWrite
 from sinks.redis_client import connect_redis, connect_redis_async
 from streams.definitions import load_views
-from streams.demo import settings_env
 from streams.engine import Event, ViewEngine
 from streams.settings import Settings
 from streams.stack import EmbeddedStack, free_port, port_open, wait_until
@@ -108,7 +107,7 @@ def main() -> None:
         port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", "--features",
                                    str(workdir / "features.py"), "--port", str(port)],
-                                  env={**os.environ, **settings_env(settings)},
+                                  env={**os.environ, **settings.to_env()},
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             wait_until(lambda: port_open("127.0.0.1", port), timeout_s=30, what="rillet serve")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.engine import records_for, run
 from streams.definitions import FeatureView, load_views
-from streams.demo import settings_env, synthetic_payments, worker_process
+from streams.demo import synthetic_payments, worker_process
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.stack import EmbeddedStack, free_port, wait_until
@@ -94,7 +94,7 @@ def rillet_workers(settings: Settings, view: FeatureView, events: list[dict], co
 
 
 def external(module: str, settings: Settings, topic: str, expected: int) -> float:
-    env = {**os.environ, **settings_env(settings)}
+    env = {**os.environ, **settings.to_env()}
     proc = subprocess.run([sys.executable, "-m", module, topic, str(expected)], capture_output=True, text=True,
                           timeout=900, env=env)
     # Faust's worker routes stdout through its logger, so the line may arrive on stderr

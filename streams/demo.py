@@ -51,18 +51,11 @@ def worker_process(settings: Settings, features_path: str, workdir: Path, web_po
                    extra_env: dict[str, str] | None = None) -> ManagedProcess:
     """A `rillet worker` child process configured by environment, as a user would run it."""
     env = dict(os.environ)
-    env.update({k: str(v) for k, v in settings_env(settings).items()})
+    env.update(settings.to_env())
     env["RILLET_WEB_PORT"] = str(web_port)
     env.update(extra_env or {})
     return ManagedProcess("worker", [sys.executable, "-m", "streams.cli", "worker", "--features", features_path],
                           workdir / f"worker-{web_port}.log", env=env).start()
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The RILLET_* variables that reproduce `settings` in a child process (secrets included)."""
-    from dataclasses import fields
-
-    return {f.metadata["env"]: str(getattr(settings, f.name)) for f in fields(settings)}
 
 
 def _health(port: int) -> str | None:

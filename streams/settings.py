@@ -134,6 +134,10 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def to_env(self) -> dict[str, str]:
+        """The RILLET_* variables that reproduce these settings in a child process (secrets included)."""
+        return {f.metadata["env"]: str(getattr(self, f.name)) for f in fields(self)}
+
     def safe_view(self) -> dict[str, object]:
         """Settings as a dict with every secret hidden: the only form that is ever logged."""
         out: dict[str, object] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import uuid
 
 import pytest
 
-from streams.demo import settings_env, worker_process
+from streams.demo import worker_process
 from streams.lag import wait_caught_up
 from streams.stack import broker_answers, free_port, wait_until
 from streams.topics import partition_counts
@@ -30,7 +31,7 @@ from streams import Feature, FeatureView, Sliding, Tumbling
 
 def run_cli(settings, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True,
-                          timeout=120, env={**__import__("os").environ, **settings_env(settings)})
+                          timeout=120, env={**os.environ, **settings.to_env()})
 
 
 def test_publish_then_get(stack, tmp_path):
@@ -100,7 +101,7 @@ def _heads(settings, topic: str) -> dict[int, int]:
 
 def test_up_starts_and_stops_cleanly(tmp_path):
     port = free_port()
-    env = {**__import__("os").environ, "RILLET_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}
+    env = {**os.environ, "RILLET_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}
     proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "up"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     try:

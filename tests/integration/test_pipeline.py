@@ -34,7 +34,7 @@ from tests.helpers import view_under_test
 from tests.oracle import OEvent, close, late_mask, value_at
 
 pytestmark = pytest.mark.integration
-PAYMENT_SCHEMA = fastavro.parse_schema(__import__("json").loads((schemas.SCHEMA_DIR / "payment.avsc").read_text()))
+PAYMENT_SCHEMA = fastavro.parse_schema(json.loads((schemas.SCHEMA_DIR / "payment.avsc").read_text()))
 
 FEATURES = """
 from streams import Feature, FeatureView, Range, Session, Sliding, Tumbling
@@ -147,11 +147,10 @@ def _rillet_dlq(settings, features_file, view_name: str) -> dict:
     import subprocess
     import sys
 
-    from streams.demo import settings_env
 
     result = subprocess.run([sys.executable, "-m", "streams.cli", "dlq", "--features", str(features_file),
                              "--view", view_name, "--limit", "3", "--timeout", "3"], capture_output=True, text=True,
-                            timeout=120, env={**os.environ, **settings_env(settings)})
+                            timeout=120, env={**os.environ, **settings.to_env()})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 4  # three records, then the summary

@@ -14,7 +14,6 @@ import pytest
 
 from sinks.online import OnlineStore
 from sinks.redis_client import connect_redis_async
-from streams.demo import settings_env
 from streams.engine import Event, ViewEngine
 from streams.stack import free_port, port_open, wait_until
 from tests.helpers import view_under_test
@@ -65,7 +64,7 @@ def served(stack, tmp_path):
     asyncio.run(write())
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", "--features", str(case.features),
-                             "--port", str(port)], env={**os.environ, **settings_env(case.settings)},
+                             "--port", str(port)], env={**os.environ, **case.settings.to_env()},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_until(lambda: port_open("127.0.0.1", port), timeout_s=30, what="rillet serve")
