@@ -26,6 +26,7 @@ from schemas.codec import EventDecoder
 from schemas.store import SchemaStore
 from sinks.offline import OfflineStore
 from sinks.online import OnlineStore
+from sinks.records import StateWrite
 from sinks.redis_client import connect_redis_async
 from streams import faults
 from streams.definitions import FeatureView
@@ -128,12 +129,13 @@ class ViewAgent:
             result.rows = [row for row in result.rows if row.offset not in seen[row.partition]]
         # Sinks first, changelog last: the changelog is the batch's commit point. A crash
         # before it re-processes the batch, rewriting the same Redis states and Parquet rows.
+        writes = self.processor.state_writes(result)  # each state encoded once: Redis and changelog share it
         await asyncio.gather(
-            self.online.write(self.redis, self.processor.state_writes(result)),
+            self.online.write(self.redis, writes),
             asyncio.to_thread(self.offline.write, result.rows) if result.rows else asyncio.sleep(0),
         )
         faults.hit("after_offline_write")  # crash tests: Parquet published, changelog not yet
-        self._store_in_table(result)
+        self._store_in_table(result, writes)
         if time.monotonic() - self._last_sweep >= self.settings.state_sweep_ms / 1000:
             self.expire_states()
         for letter in result.dead_letters:
@@ -142,19 +144,20 @@ class ViewAgent:
                       partition=letter.record.partition, offset=letter.record.offset, error=letter.error)
         self._observe(records, result, time.perf_counter() - started)
 
-    def _store_in_table(self, result: BatchResult) -> None:
+    def _store_in_table(self, result: BatchResult, writes: list[StateWrite]) -> None:
         """One changelog record per touched entity, then per partition's progress, on the source partition.
 
         Progress goes last: records of one partition arrive in order, so once the
         progress record is durable, so are the entity states before it.
         """
-        data, encode = self.table.data, self.engine.encode
-        for entity, (partition, state) in result.states.items():
-            key, blob = entity.encode(), encode(state)
-            data[key] = blob
-            self.table.send_changelog(partition, key, blob)
+        data = self.table.data
+        for write in writes:
+            partition = result.states[write.entity][0]
+            key = write.entity.encode()
+            data[key] = write.state
+            self.table.send_changelog(partition, key, write.state)
             if self._latest is not None:
-                self._latest[key] = (partition, state.latest_ms)
+                self._latest[key] = (partition, write.latest_ms)
         for partition, entry in self.watermarks.items():
             key, value = self.watermarks.key(partition), self.watermarks.encode(entry)
             if data.get(key) != value:
