@@ -12,19 +12,18 @@ divided by the time from the first to the last event processed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from bench.engine import records_for, run
 from streams.definitions import FeatureView, load_views
 from streams.demo import synthetic_payments, worker_process
+from streams.probe import worker_health, worker_metric
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.stack import EmbeddedStack, free_port, wait_until
@@ -44,32 +43,14 @@ def publish(settings: Settings, view: FeatureView, events: list[dict]) -> None:
           "(pre-encoded)", flush=True)
 
 
-def metric(port: int, name: str) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith(name + "{") or line.startswith(name + " "):
-                    return float(line.split()[-1])
-    except OSError:
-        pass
-    return 0.0
-
-
-def health(port: int) -> dict:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-            return json.loads(response.read())
-    except OSError:
-        return {}
-
-
 def rillet_workers(settings: Settings, view: FeatureView, events: list[dict], count: int, workdir: Path) -> float:
     """Start `count` workers on a fresh topic, wait until they own its partitions, publish, time them."""
     ports = [free_port() for _ in range(count)]
     workers = [worker_process(settings, str(workdir / "features.py"), workdir, port) for port in ports]
     try:
         def owned() -> bool:
-            assigned = [{a for a in health(p).get("assigned", []) if a.startswith(view.topic + ":")} for p in ports]
+            assigned = [{a for a in worker_health(p).get("assigned", []) if a.startswith(view.topic + ":")}
+                        for p in ports]
             return len(set().union(*assigned)) == 4 and all(assigned)
 
         wait_until(owned, timeout_s=120, what=f"{count} worker(s) to own the partitions", interval_s=0.2)
@@ -77,7 +58,7 @@ def rillet_workers(settings: Settings, view: FeatureView, events: list[dict], co
         first = last = None
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            done = sum(metric(p, "rillet_events_in_total") for p in ports)
+            done = sum(worker_metric(p, "rillet_events_in_total") for p in ports)
             now = time.perf_counter()
             if done and first is None:
                 first = now

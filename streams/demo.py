@@ -14,7 +14,6 @@ import shutil
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 from sinks.offline import read_offline
@@ -22,6 +21,7 @@ from sinks.reads import FeatureReader
 from sinks.redis_client import connect_redis
 from streams.definitions import FeatureView
 from streams.lag import wait_caught_up
+from streams.probe import worker_health, worker_metric
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.stack import EmbeddedStack, ManagedProcess, free_port, wait_until
@@ -58,14 +58,6 @@ def worker_process(settings: Settings, features_path: str, workdir: Path, web_po
                           workdir / f"worker-{web_port}.log", env=env).start()
 
 
-def _health(port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-            return response.read().decode()
-    except OSError:
-        return None
-
-
 def run_demo(settings: Settings, views: list[FeatureView], features_path: str, *, users: int,
              events: int, hours: float, follow: bool) -> int:
     view = views[0]
@@ -85,7 +77,8 @@ def run_demo(settings: Settings, views: list[FeatureView], features_path: str, *
         worker = worker_process(settings, features_path, workdir, port)
         try:
             print(f"[worker] starting (log {worker.log_path}); waiting for its partitions")
-            wait_until(lambda: not worker.alive() or view.topic in (_health(port) or ""),
+            wait_until(lambda: not worker.alive()
+                       or any(a.startswith(f"{view.topic}:") for a in worker_health(port).get("assigned", [])),
                        timeout_s=120, what="the worker to join its group", interval_s=0.2)
             if not worker.alive():
                 print(f"rillet: error: the worker exited:\n{worker.tail()}", file=sys.stderr)
@@ -101,7 +94,8 @@ def run_demo(settings: Settings, views: list[FeatureView], features_path: str, *
             seconds = wait_caught_up(settings, settings.worker_group, view.topic, heads, timeout_s=600,
                                      on_progress=_progress, alive=worker.alive)
             elapsed = time.monotonic() - t0
-            busy_s, events_in = _worker_busy(port, view)
+            busy_s = worker_metric(port, "rillet_batch_seconds_sum", view.name)
+            events_in = worker_metric(port, "rillet_events_in_total", view.name)
             print(f"\n[worker] caught up: {producer.report.sent} events {elapsed:.1f}s after publishing began "
                   f"(lag reached 0 {seconds:.1f}s after the last send)")
             if busy_s:
@@ -118,22 +112,6 @@ def run_demo(settings: Settings, views: list[FeatureView], features_path: str, *
             worker.stop()
     print(f"[demo] done in {time.monotonic() - started:.1f}s")
     return 0
-
-
-def _worker_busy(port: int, view: FeatureView) -> tuple[float, float]:
-    """(seconds spent in batches, records read) from the worker's /metrics."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0.0, 0.0
-    busy = events = 0.0
-    for line in text.splitlines():
-        if line.startswith(f'rillet_batch_seconds_sum{{view="{view.name}"}}'):
-            busy = float(line.split()[-1])
-        elif line.startswith(f'rillet_events_in_total{{view="{view.name}"}}'):
-            events = float(line.split()[-1])
-    return busy, events
 
 
 _last_progress: list[int] = [-1]

@@ -17,6 +17,7 @@ from sinks.offline import read_offline
 from streams.demo import synthetic_payments, worker_process
 from streams.errors import StackError
 from streams.lag import committed_offsets, wait_caught_up
+from streams.probe import worker_health
 from streams.producer import EventProducer
 from streams.stack import free_port, wait_until
 from tests.helpers import assert_online_equals_oracle, view_under_test
@@ -88,8 +89,7 @@ def test_two_workers_split_the_partitions_and_agree_with_one(stack, tmp_path):
     workers = [worker_process(settings, str(features), tmp_path, port) for port in ports]
     try:
         def assigned(port: int) -> set[str]:
-            health = _health(port)
-            return {a for a in (health or {}).get("assigned", []) if a.startswith(f"{name}:")}
+            return {a for a in worker_health(port).get("assigned", []) if a.startswith(f"{name}:")}
 
         wait_until(lambda: len(assigned(ports[0]) | assigned(ports[1])) == 4
                    and all(assigned(p) for p in ports), timeout_s=120, what="both workers to own partitions")
@@ -105,41 +105,3 @@ def test_two_workers_split_the_partitions_and_agree_with_one(stack, tmp_path):
 
     assert_online_equals_oracle(settings, view, history)
     assert read_offline(settings.offline_root, view.name).num_rows == len(history)
-
-
-def _health(port: int) -> dict | None:
-    import json
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-            return json.loads(response.read())
-    except OSError:
-        return None
-
-
-def test_crash_between_parquet_write_and_commit_leaves_no_duplicate_rows(stack, tmp_path):
-    case = view_under_test(stack, tmp_path, FEATURES.replace("{partitions}", "1"), "fault",
-                           batch_size=200, batch_wait_ms=20)
-    view, features, settings = case.view, case.features, case.settings
-    base = 1_767_225_600_000
-    history = synthetic_payments(users=20, events=1000, start_ms=base, end_ms=base + 3_600_000, seed=8)
-    with EventProducer(settings, view) as producer:
-        producer.send_many(history)
-    heads = producer.report.heads
-    # dies right after its 2nd Parquet write, before that batch's changelog commit point
-    crashing = worker_process(settings, str(features), tmp_path, free_port(),
-                              extra_env={"RILLET_FAULT_AFTER_OFFLINE_WRITE": "2"})
-    wait_until(lambda: not crashing.alive(), timeout_s=120, what="the failpoint to end the worker")
-    assert crashing.process.returncode == 137
-    written_before = pq.ParquetDataset(settings.offline_root / f"view={view.name}" / "version=1").read().num_rows
-    assert written_before > 0
-    worker = worker_process(settings, str(features), tmp_path, free_port())
-    try:
-        wait_caught_up(settings, settings.worker_group, view.topic, heads, timeout_s=120, alive=worker.alive)
-    finally:
-        worker.stop()
-    raw = pq.ParquetDataset(settings.offline_root / f"view={view.name}" / "version=1").read()
-    assert raw.num_rows == len(history)
-    assert len(set(raw["offset"].to_pylist())) == len(history)
-    assert_online_equals_oracle(settings, view, history)
