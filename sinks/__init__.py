@@ -1,7 +1,10 @@
 """The Redis online store, the Parquet offline store, and reads from both."""
 
+from sinks.historical import OfflineReader
 from sinks.offline import OfflineStore, read_offline
 from sinks.online import OnlineStore, online_key
 from sinks.reads import FeatureReader, OnlineResponse
 
-__all__ = ["FeatureReader", "OfflineStore", "OnlineResponse", "OnlineStore", "online_key", "read_offline"]
+__all__ = [
+    "FeatureReader", "OfflineReader", "OfflineStore", "OnlineResponse", "OnlineStore", "online_key", "read_offline",
+]

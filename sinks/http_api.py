@@ -117,20 +117,14 @@ def make_app(reader: FeatureReader, client: aredis.Redis) -> web.Application:
             status = 400 if "entity row" in str(exc) else 404
             return reply({"error": "bad_request" if status == 400 else "not_found", "message": str(exc)}, status)
         try:
-            if len(plan.keys) == 1:  # one view: a plain MGET
-                blobs = [await client.mget(plan.keys[0][1])]
-            else:
-                async with client.pipeline(transaction=False) as pipe:
-                    for _view, keys in plan.keys:
-                        pipe.mget(keys)
-                    blobs = await pipe.execute()
-            response = reader.evaluate(plan, blobs, as_of)
+            fetched = await reader.fetch_async(client, plan)
+            response = reader.evaluate(plan, fetched, as_of)
         except AsOfTooEarlyError as exc:
             return reply({"error": "as_of_too_early", "message": str(exc)}, 422)
         except (redis.ConnectionError, redis.TimeoutError):
             return reply({"error": "unavailable", "message": "the online store does not answer"}, 503)
         known = {view: [blob is not None for blob in view_blobs]
-                 for (view, _keys), view_blobs in zip(plan.keys, blobs, strict=True)}
+                 for (view, _keys), (_version, view_blobs) in zip(plan.keys, fetched, strict=True)}
         entity_keys = list(rows[0]) if rows else []
         refs = [f"{view}:{name}" for view, names in plan.wanted.items() for name in names]
         formatted: dict[int | None, str | None] = {}  # an entity's features share one timestamp: format it once

@@ -1,22 +1,28 @@
-"""The Parquet offline store: feature rows, hive-partitioned by view, version and date.
+"""The Parquet offline store: the log of aggregated events, hive-partitioned by view, version and date.
 
 Layout (readable by pyarrow, pandas and DuckDB without rillet):
 
     {RILLET_OFFLINE_PATH}/view={view}/version={n}/date={YYYY-MM-DD}/part-{partition}-{first}-{last}.parquet
 
-Columns: `entity`, `feature_timestamp` (the time the values hold at),
-`event_timestamp` (the source event's time), `created_timestamp`,
-`partition`, `offset`, then one column per feature. A file is written to a
-hidden temporary name, fsynced, then renamed into place, so a reader never
-sees half a file.
+Columns: `entity`, `event_timestamp`, `created_timestamp` (when the event
+entered the topic: its record timestamp), `partition`, `offset`, then one column per source field
+the view's features read. `date` is the event's UTC date.
 
-No reader sees a row twice. A file holds one source partition's rows from one
-batch and is named by its offset range. A batch's file is published before
-the batch's changelog commit point, so after a crash some rows past that
-point may already be on disk. The worker asks `offsets_written_after` for
-them and leaves them out when it writes, so each event has exactly one row.
-Files are never deleted: any row on disk came from an event whose state
-changes may already be durable.
+It keeps events, not feature values: each event that the worker aggregated
+(decoded, valid, not late), once. Feature values at any time come from the
+point-in-time join (`sinks.historical`), which evaluates the windows over
+this log and is therefore exact at any `t`, between events and however
+disordered the events arrived; snapshots taken as events arrived could be
+neither.
+
+A file is written to a hidden temporary name, fsynced, then renamed into
+place, so a reader never sees half a file. No reader sees a row twice. A
+file holds one source partition's rows from one batch and is named by its
+offset range. A batch's file is published before the batch's changelog
+commit point, so after a crash some rows past that point may already be on
+disk. The worker asks `offsets_written_after` for them and leaves them out
+when it writes, so each event has exactly one row. Files are never deleted:
+any row on disk came from an event whose state changes may already be durable.
 """
 
 from __future__ import annotations
@@ -31,12 +37,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from sinks.records import FeatureRow
+from sinks.records import LoggedEvent
 from streams.definitions import FeatureView
-from streams.engine import ViewEngine
 from streams.timeutil import utc_from_ms
 
-__all__ = ["OfflineStore", "read_offline"]
+__all__ = ["OfflineStore", "event_log_schema", "field_type", "read_offline", "scan_offline", "source_fields"]
 
 _AVRO_TO_ARROW = {
     "int": pa.int64(), "long": pa.int64(), "float": pa.float64(), "double": pa.float64(),
@@ -45,7 +50,7 @@ _AVRO_TO_ARROW = {
 _TS = pa.timestamp("ms", tz="UTC")
 
 
-def _field_type(view: FeatureView, field: str | None) -> pa.DataType:
+def field_type(view: FeatureView, field: str | None) -> pa.DataType:
     for f in view.schema_json.get("fields", []):
         if f["name"] == field:
             kinds = f["type"] if isinstance(f["type"], list) else [f["type"]]
@@ -56,44 +61,39 @@ def _field_type(view: FeatureView, field: str | None) -> pa.DataType:
     return pa.string()
 
 
-def feature_schema(view: FeatureView, engine: ViewEngine) -> pa.Schema:
+def source_fields(view: FeatureView) -> list[str]:
+    """The event fields the view's features read, in definition order."""
+    return list(dict.fromkeys(f.field for f in view.features if f.field is not None))
+
+
+def event_log_schema(view: FeatureView) -> pa.Schema:
     """The Arrow schema of a view's offline rows."""
     columns = [
         pa.field("entity", pa.string(), nullable=False),
-        pa.field("feature_timestamp", _TS, nullable=False),
         pa.field("event_timestamp", _TS, nullable=False),
         pa.field("created_timestamp", _TS, nullable=False),
         pa.field("partition", pa.int32(), nullable=False),
         pa.field("offset", pa.int64(), nullable=False),
     ]
-    for feature in view.features:
-        if feature.aggregation in ("count", "count_distinct"):
-            kind = pa.int64()
-        elif feature.aggregation in ("sum", "mean", "stddev"):
-            kind = pa.float64()
-        else:
-            kind = _field_type(view, feature.field)
-        columns.append(pa.field(feature.name, kind))
-    for name in engine.session_columns:
-        columns.append(pa.field(name, pa.bool_() if name.endswith("_active") else _TS))
+    columns += [pa.field(name, field_type(view, name)) for name in source_fields(view)]
     return pa.schema(columns)
 
 
 class OfflineStore:
-    """Writes batches of FeatureRows as atomically published Parquet files."""
+    """Writes batches of logged events as atomically published Parquet files."""
 
-    def __init__(self, root: str | Path, view: FeatureView, engine: ViewEngine, version: int = 1) -> None:
+    def __init__(self, root: str | Path, view: FeatureView, version: int = 1) -> None:
         self.root = Path(root)
         self.view = view
         self.version = version
-        self.schema = feature_schema(view, engine)
+        self.schema = event_log_schema(view)
         self.base = self.root / f"view={view.name}" / f"version={version}"
 
-    def write(self, rows: list[FeatureRow]) -> list[Path]:
-        """Write rows, one file per (date, source partition), named by the batch's offset range."""
-        groups: dict[tuple[str, int], list[FeatureRow]] = defaultdict(list)
+    def write(self, rows: list[LoggedEvent]) -> list[Path]:
+        """Write rows, one file per (event date, source partition), named by the batch's offset range."""
+        groups: dict[tuple[str, int], list[LoggedEvent]] = defaultdict(list)
         for row in rows:
-            groups[(utc_from_ms(row.feature_ms).date().isoformat(), row.partition)].append(row)
+            groups[(utc_from_ms(row.event_ms).date().isoformat(), row.partition)].append(row)
         written = []
         for (date, partition), group in sorted(groups.items()):
             first, last = min(r.offset for r in group), max(r.offset for r in group)
@@ -111,16 +111,15 @@ class OfflineStore:
                 found.update(o for o in offsets if o > committed_offset)
         return found
 
-    def _to_table(self, rows: list[FeatureRow]) -> pa.Table:
+    def _to_table(self, rows: list[LoggedEvent]) -> pa.Table:
         columns: dict[str, list[Any]] = {
             "entity": [r.entity for r in rows],
-            "feature_timestamp": [r.feature_ms for r in rows],
             "event_timestamp": [r.event_ms for r in rows],
             "created_timestamp": [r.created_ms for r in rows],
             "partition": [r.partition for r in rows],
             "offset": [r.offset for r in rows],
         }
-        for name in self.schema.names[6:]:
+        for name in self.schema.names[5:]:
             columns[name] = [r.values.get(name) for r in rows]
         return pa.Table.from_pydict(columns, schema=self.schema)
 
@@ -142,19 +141,24 @@ def _publish(table: pa.Table, path: Path) -> Path:
     return path
 
 
-def read_offline(root: str | Path, view: str, version: int = 1) -> pa.Table:
+def read_offline(root: str | Path, view: str, version: int = 1, columns: list[str] | None = None) -> pa.Table:
     """All offline rows of a view version, one per source event, ordered by (partition, offset)."""
-    base = Path(root) / f"view={view}" / f"version={version}"
-    if not base.exists():
-        return pa.table({})
-    dataset = ds.dataset(base, format="parquet", partitioning="hive")
-    table = dataset.to_table()
+    table = scan_offline(root, view, version, columns)
     if table.num_rows == 0:
         return table
-    table = table.sort_by([("partition", "ascending"), ("offset", "ascending"),
-                           ("created_timestamp", "ascending")])
+    table = table.sort_by([("partition", "ascending"), ("offset", "ascending")])
     partition = table["partition"].to_numpy().astype(np.int64)
     offset = table["offset"].to_numpy()
     keep = np.ones(table.num_rows, dtype=bool)
     keep[1:] = (partition[1:] != partition[:-1]) | (offset[1:] != offset[:-1])
     return table.filter(pa.array(keep))
+
+
+def scan_offline(root: str | Path, view: str, version: int = 1, columns: list[str] | None = None) -> pa.Table:
+    """The raw rows of a view version's files, in no particular order (an empty table when none)."""
+    base = Path(root) / f"view={view}" / f"version={version}"
+    files = sorted(str(p) for p in base.glob("date=*/part-*.parquet")) if base.exists() else []
+    if not files:
+        return pa.table({})
+    dataset = ds.dataset(files, format="parquet")  # the hive keys are in the path; the rows carry the rest
+    return dataset.to_table(columns=columns)

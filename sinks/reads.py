@@ -3,6 +3,12 @@
 Values come from the stored window state evaluated `as_of` now (or an explicit
 time at or after the entity's latest event), so a sliding window decays
 between events exactly as semantics.md says.
+
+Reads follow each view's active-version pointer (replay.versions): one Lua
+script per view reads the pointer and that version's keys together, so a read
+during a replay's switch sees the old version or the new one, never a mix.
+A version built from another definition than the reader's is evaluated with
+that version's own definition, stored with it.
 """
 
 from __future__ import annotations
@@ -14,12 +20,36 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
-from sinks.online import OnlineStore
+from sinks.online import online_key
 from streams.definitions import FeatureView
 from streams.engine import ViewEngine
 from streams.errors import UnknownFeatureError
 
-__all__ = ["FeatureReader", "OnlineResponse", "ReadPlan"]
+__all__ = ["FeatureReader", "OnlineResponse", "ReadPlan", "resolve_features"]
+
+
+def resolve_features(engines: dict[str, ViewEngine], features: list[str]) -> dict[str, list[str]]:
+    """`["payments:amount_sum_5m", "payments:*"]` -> {view: [value names]}; errors name what is unknown."""
+    wanted: dict[str, list[str]] = {}
+    for ref in features:
+        view_name, sep, name = ref.partition(":")
+        if not sep or not name:
+            raise UnknownFeatureError(f"feature reference {ref!r}: write it as view:feature")
+        engine = engines.get(view_name)
+        if engine is None:
+            raise UnknownFeatureError(
+                f"unknown view {view_name!r} in {ref!r}; views: {', '.join(sorted(engines))}"
+            )
+        names = engine.value_names if name == "*" else [name]
+        for n in names:
+            if n not in engine.value_names:
+                raise UnknownFeatureError(
+                    f"view {view_name!r} has no feature {n!r}; it has: {', '.join(engine.value_names)}"
+                )
+            wanted.setdefault(view_name, [])
+            if n not in wanted[view_name]:
+                wanted[view_name].append(n)
+    return wanted
 
 
 @dataclass
@@ -40,22 +70,43 @@ class OnlineResponse:
 
 @dataclass(frozen=True)
 class ReadPlan:
-    """What a read needs: the value names per view, the rows asked for, and the keys per view."""
+    """What a read needs: the value names per view, the rows asked for, and the entities per view."""
 
     wanted: dict[str, list[str]]
     entity_rows: list[dict[str, Any]]
-    keys: list[tuple[str, list[str]]]
+    keys: list[tuple[str, list[str]]]  # (view, entity ids)
+
+
+# KEYS[1]: the view's active pointer; ARGV[1]: the key prefix up to the version; ARGV[2..]: entities.
+# Returns {version, {state or false, ...}}; MGET runs in slices (Lua's unpack has a stack limit).
+_READ_ACTIVE = """
+local v = redis.call('GET', KEYS[1]) or '1'
+local out = {}
+local n = #ARGV - 1
+for first = 2, #ARGV, 4000 do
+  local keys = {}
+  for i = first, math.min(first + 3999, #ARGV) do keys[#keys + 1] = ARGV[1] .. v .. ':e:' .. ARGV[i] end
+  local got = redis.call('MGET', unpack(keys))
+  for i = 1, #keys do out[#out + 1] = got[i] end
+end
+return {v, out, n}
+"""
+
+Fetched = list[tuple[int, list[bytes | None]]]  # per view in the plan: (version read, one state per entity)
 
 
 class FeatureReader:
-    """Reads features of the given views from the online store."""
+    """Reads features of the given views from the online store, following each view's active version."""
 
-    def __init__(self, views: list[FeatureView], client: redis.Redis, version: int = 1) -> None:
+    def __init__(self, views: list[FeatureView], client: redis.Redis, version: int | None = None) -> None:
         self.views = {v.name: v for v in views}
         self.engines = {v.name: ViewEngine(v) for v in views}
-        self.stores = {v.name: OnlineStore(v, version) for v in views}
         self.redis = client
+        self.version = version  # None: follow the active pointer
         self._resolved: dict[tuple[str, ...], dict[str, list[str]]] = {}
+        self._version_engines: dict[tuple[str, int], ViewEngine] = {}
+        self._script = client.register_script(_READ_ACTIVE)
+        self._async_scripts: dict[int, Any] = {}
 
     def resolve(self, features: list[str]) -> dict[str, list[str]]:
         """`["payments:amount_sum_5m", "payments:*"]` -> {view: [value names]}, checked (and cached)."""
@@ -68,26 +119,7 @@ class FeatureReader:
         return cached
 
     def _resolve(self, features: list[str]) -> dict[str, list[str]]:
-        wanted: dict[str, list[str]] = {}
-        for ref in features:
-            view_name, sep, name = ref.partition(":")
-            if not sep or not name:
-                raise UnknownFeatureError(f"feature reference {ref!r}: write it as view:feature")
-            engine = self.engines.get(view_name)
-            if engine is None:
-                raise UnknownFeatureError(
-                    f"unknown view {view_name!r} in {ref!r}; views: {', '.join(sorted(self.engines))}"
-                )
-            names = engine.value_names if name == "*" else [name]
-            for n in names:
-                if n not in engine.value_names:
-                    raise UnknownFeatureError(
-                        f"view {view_name!r} has no feature {n!r}; it has: {', '.join(engine.value_names)}"
-                    )
-                wanted.setdefault(view_name, [])
-                if n not in wanted[view_name]:
-                    wanted[view_name].append(n)
-        return wanted
+        return resolve_features(self.engines, features)
 
     def plan(self, features: list[str], entity_rows: list[dict[str, Any]]) -> ReadPlan:
         """Which keys to read for these features and entity rows; errors name the missing piece."""
@@ -100,17 +132,71 @@ class FeatureReader:
                 if view.entity not in row:
                     raise UnknownFeatureError(f"entity row {i} has no {view.entity!r} (needed by view {view_name})")
                 entities.append(str(row[view.entity]))
-            keys.append((view_name, [self.stores[view_name].key(e) for e in entities]))
+            keys.append((view_name, entities))
         return ReadPlan(wanted, entity_rows, keys)
 
-    def evaluate(self, plan: ReadPlan, blobs_per_view: list[list[bytes | None]],
-                 as_of: int | None = None) -> OnlineResponse:
+    def _script_args(self, view_name: str, entities: list[str]) -> tuple[list[str], list[str]]:
+        from replay.versions import VersionRegistry
+
+        return [VersionRegistry.active_key(view_name)], [f"rillet:{view_name}:v", *entities]
+
+    def fetch(self, plan: ReadPlan) -> Fetched:
+        """The states of the plan's entities, each view's from one version: one round trip."""
+        if self.version is not None:
+            pipe = self.redis.pipeline(transaction=False)
+            for view_name, entities in plan.keys:
+                pipe.mget([online_key(view_name, self.version, e) for e in entities])
+            return [(self.version, blobs) for blobs in pipe.execute()]
+        if len(plan.keys) == 1:
+            keys, args = self._script_args(*plan.keys[0])
+            return [_fetched(self._script(keys=keys, args=args))]
+        pipe = self.redis.pipeline(transaction=False)
+        for view_name, entities in plan.keys:
+            keys, args = self._script_args(view_name, entities)
+            self._script(keys=keys, args=args, client=pipe)
+        return [_fetched(reply) for reply in pipe.execute()]
+
+    async def fetch_async(self, client: aredis.Redis, plan: ReadPlan) -> Fetched:
+        """`fetch` on an asyncio client (one pipelined round trip)."""
+        if self.version is not None:
+            async with client.pipeline(transaction=False) as pipe:
+                for view_name, entities in plan.keys:
+                    pipe.mget([online_key(view_name, self.version, e) for e in entities])
+                return [(self.version, blobs) for blobs in await pipe.execute()]
+        script = self._async_scripts.get(id(client))
+        if script is None:
+            script = self._async_scripts[id(client)] = client.register_script(_READ_ACTIVE)
+        if len(plan.keys) == 1:
+            keys, args = self._script_args(*plan.keys[0])
+            return [_fetched(await script(keys=keys, args=args))]
+        async with client.pipeline(transaction=False) as pipe:
+            for view_name, entities in plan.keys:
+                keys, args = self._script_args(view_name, entities)
+                await script(keys=keys, args=args, client=pipe)
+            return [_fetched(reply) for reply in await pipe.execute()]
+
+    def engine_for(self, view_name: str, version: int) -> ViewEngine:
+        """The engine that evaluates a version's states: this reader's, or the one the version was built with."""
+        engine = self._version_engines.get((view_name, version))
+        if engine is None:
+            from replay.versions import VersionRegistry, view_from_spec
+
+            info = VersionRegistry(self.redis).get(view_name, version)
+            mine = self.engines[view_name]
+            if info is None or info.fingerprint == self.views[view_name].fingerprint or not info.spec:
+                engine = mine
+            else:
+                engine = ViewEngine(view_from_spec(info.spec))
+            self._version_engines[(view_name, version)] = engine
+        return engine
+
+    def evaluate(self, plan: ReadPlan, fetched: Fetched, as_of: int | None = None) -> OnlineResponse:
         """Evaluate the fetched states with the engine, as of now or `as_of` (epoch ms)."""
         t_ms = int(time.time() * 1000) if as_of is None else as_of
         rows = plan.entity_rows
         response = OnlineResponse(rows=[{} for _ in rows], event_timestamps=[{} for _ in rows])
-        for (view_name, _keys), blobs in zip(plan.keys, blobs_per_view, strict=True):
-            engine, view = self.engines[view_name], self.views[view_name]
+        for (view_name, _keys), (version, blobs) in zip(plan.keys, fetched, strict=True):
+            engine, view = self.engine_for(view_name, version), self.views[view_name]
             for i, blob in enumerate(blobs):
                 state = engine.decode(blob)
                 # "now" may trail an entity's latest event by clock skew: read it as of that event
@@ -119,7 +205,7 @@ class FeatureReader:
                 row[view.entity] = rows[i][view.entity]
                 stamp = None if engine.expired(state, t_ms) else state.latest_ms
                 for name in plan.wanted[view_name]:
-                    row[f"{view_name}:{name}"] = values[name]
+                    row[f"{view_name}:{name}"] = values.get(name)  # a feature the version lacks: null
                     response.event_timestamps[i][f"{view_name}:{name}"] = stamp
         return response
 
@@ -135,12 +221,7 @@ class FeatureReader:
         plan = self.plan(features, entity_rows)
         if not entity_rows:
             return OnlineResponse()
-        if len(plan.keys) == 1:  # one view: a plain MGET, no pipeline object
-            return self.evaluate(plan, [self.redis.mget(plan.keys[0][1])], as_of)
-        pipe = self.redis.pipeline(transaction=False)
-        for _view, keys in plan.keys:
-            pipe.mget(keys)
-        return self.evaluate(plan, pipe.execute(), as_of)
+        return self.evaluate(plan, self.fetch(plan), as_of)
 
     async def get_online_features_async(self, client: aredis.Redis, features: list[str],
                                         entity_rows: list[dict[str, Any]], as_of: int | None = None) -> OnlineResponse:
@@ -148,8 +229,9 @@ class FeatureReader:
         plan = self.plan(features, entity_rows)
         if not entity_rows:
             return OnlineResponse()
-        async with client.pipeline(transaction=False) as pipe:
-            for _view, keys in plan.keys:
-                pipe.mget(keys)
-            blobs = await pipe.execute()
-        return self.evaluate(plan, blobs, as_of)
+        return self.evaluate(plan, await self.fetch_async(client, plan), as_of)
+
+
+def _fetched(reply: list) -> tuple[int, list[bytes | None]]:
+    version, blobs, _count = reply
+    return int(version), [blob or None for blob in blobs]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FeatureRow", "StateWrite"]
+__all__ = ["LoggedEvent", "StateWrite"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,16 +18,15 @@ class StateWrite:
 
 
 @dataclass(frozen=True, slots=True)
-class FeatureRow:
-    """One offline row: an entity's feature values right after one source event.
+class LoggedEvent:
+    """One offline row: an aggregated event, with the fields the view's features read.
 
-    `feature_ms` is the time the values hold at (the entity's latest event time
-    after applying the event); (`partition`, `offset`) identify the event, so a
-    row written twice after a restart is recognised as one.
+    (`partition`, `offset`) identify the event, so a row written twice after a
+    restart is recognised as one; `created_ms` is the record's timestamp, when the
+    event entered the topic (so a replay writes the same rows as the live worker).
     """
 
     entity: str
-    feature_ms: int
     event_ms: int
     created_ms: int
     partition: int

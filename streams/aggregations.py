@@ -7,6 +7,11 @@ in Redis unchanged. Windows hold one state per pane or session and merge
 panes when evaluated; no aggregation is computed anywhere else.
 
 Null values never reach `add` except for `count`, which counts events.
+
+Each class also has `over_ranges`: the same aggregation over many ranges of
+a time-sorted event log at once, vectorized, for the offline point-in-time
+join. Keeping both forms in one class keeps one definition per aggregation;
+the oracle tests hold both to semantics.md.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ from __future__ import annotations
 import math
 from hashlib import blake2b
 from typing import Any, Protocol
+
+import numpy as np
+
+from streams.event_columns import EventColumn, gather_ranges, reduce_ranges
 
 __all__ = ["AGGREGATIONS", "Aggregation", "get_aggregation"]
 
@@ -29,6 +38,9 @@ class Aggregation(Protocol):
     def merge(self, older: Any, newer: Any) -> Any: ...
     def combine(self, states: list) -> Any: ...
     def result(self, state: Any) -> Any: ...
+    def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Results over the log ranges [lo, hi), as (values, present); absent results are null."""
+        ...
 
 
 class _FoldMerge:
@@ -62,6 +74,9 @@ class Count:
     def result(self, state: int) -> int:
         return state
 
+    def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return hi - lo, np.ones(len(lo), dtype=bool)
+
 
 class Sum(_FoldMerge):
     """Sum of the field; [sum, compensation] keeps float error at one rounding (Neumaier)."""
@@ -89,6 +104,29 @@ class Sum(_FoldMerge):
 
     def result(self, state: list) -> Any:
         return state[0] + state[1] if state[1] else state[0]
+
+    def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _range_sums(column, lo, hi), np.ones(len(lo), dtype=bool)
+
+
+# Recursive summation errs by at most (n - 1) * eps * sum(|x|); where that bound could
+# exceed this fraction of the sum itself, the range is summed again with math.fsum.
+_SUM_DOUBT = 1e-11
+
+
+def _range_sums(column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Sums of the valid values in each range: exact for integers, correctly rounded where doubtful."""
+    if column.is_integer:
+        prefix = column.prefix_sums
+        return prefix[hi] - prefix[lo]
+    x = column.zero_filled
+    sums = reduce_ranges(np.add, x, lo, hi, 0.0)
+    size = reduce_ranges(np.add, np.abs(x), lo, hi, 0.0)
+    n = (hi - lo).astype(np.float64)
+    doubtful = np.flatnonzero((n - 1) * np.finfo(np.float64).eps * size > _SUM_DOUBT * np.abs(sums))
+    for i in doubtful:
+        sums[i] = math.fsum(x[lo[i]:hi[i]])
+    return sums
 
 
 def _neumaier_add(state: list, value: Any) -> None:
@@ -131,6 +169,11 @@ class Mean(_FoldMerge):
             return None
         return (state[1] + state[2]) / state[0]
 
+    def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = column.valid_count(lo, hi)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _range_sums(column, lo, hi) / n, n > 0
+
 
 class Min:
     """Smallest value; None while empty."""
@@ -158,11 +201,20 @@ class Min:
     def result(self, state: Any) -> Any:
         return state
 
+    _ufunc = np.minimum
+
+    def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        present = column.valid_count(lo, hi) > 0
+        ordered, neutral = column.ordered_values(largest=self._ufunc is np.minimum)
+        picked = reduce_ranges(self._ufunc, ordered, lo, hi, neutral)
+        return column.decode(picked), present
+
 
 class Max(Min):
     """Largest value; None while empty."""
 
     name = "max"
+    _ufunc = np.maximum
 
     def add(self, state: Any, value: Any, event_ms: int, offset: int) -> Any:
         return value if state is None or value > state else state
@@ -210,6 +262,12 @@ class Last:
     def result(self, state: Any) -> Any:
         return None if state is None else state[2]
 
+    def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # the log is sorted by (event time, offset): the last valid index before hi wins
+        last = column.last_valid_index[np.maximum(hi - 1, 0)]
+        present = (hi > lo) & (last >= lo)
+        return column.decode(column.values[np.where(present, last, 0)]), present
+
 
 class StdDev(_FoldMerge):
     """Population standard deviation: [n, mean, M2], Welford's update and Chan's merge."""
@@ -244,6 +302,19 @@ class StdDev(_FoldMerge):
         if state[0] == 0:
             return None
         return math.sqrt(max(state[2], 0.0) / state[0])
+
+    def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # two passes over each range's values (mean, then corrected squared deviations)
+        values, starts, lengths, present = gather_ranges(column, column.valid_floats, lo, hi)
+        out = np.zeros(len(lo))
+        if len(values):
+            n = lengths.astype(np.float64)
+            mean = np.add.reduceat(values, starts) / n
+            dev = values - np.repeat(mean, lengths)
+            m2 = np.add.reduceat(dev * dev, starts)
+            drift = np.add.reduceat(dev, starts)
+            out[present] = np.sqrt(np.maximum(m2 - drift * drift / n, 0.0) / n)
+        return out, present
 
 
 # count_distinct: exact (a set of 64-bit hashes) up to EXACT_LIMIT, then HyperLogLog
@@ -334,6 +405,16 @@ class CountDistinct:
         if isinstance(state, list):
             return len(state)
         return _hll_estimate(state)
+
+    def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # exact over the log, where the stream's sketch may answer within the contract's 2%
+        codes, starts, lengths, present = gather_ranges(column, column.valid_codes, lo, hi)
+        out = np.zeros(len(lo), dtype=np.int64)
+        if len(codes):
+            segment = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
+            pairs = np.unique(segment * (column.distinct_values + 1) + codes)
+            out[present] = np.bincount(pairs // (column.distinct_values + 1), minlength=len(starts))
+        return out, np.ones(len(lo), dtype=bool)
 
 
 AGGREGATIONS: dict[str, Aggregation] = {

@@ -1,4 +1,4 @@
-"""The `rillet` command line: up, worker, publish, get, demo.
+"""The `rillet` command line: up, worker, publish, get, historical, serve, dlq, demo, schemas, registry.
 
 A bad argument or a failure the user can fix prints one line and exits
 non-zero (2 for usage, 1 for runtime); tracebacks are for bugs only.
@@ -42,6 +42,10 @@ def _parse_time_ms(text: str) -> int:
     return int(value.timestamp() * 1000)
 
 
+def _parse_from(text: str) -> int | None:
+    return None if text == "earliest" else _parse_time_ms(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rillet", description="Streaming feature pipeline: windowed features "
                      "in event time, online in Redis, offline in Parquet.")
@@ -68,6 +72,31 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--view", required=True)
     get.add_argument("--entity", required=True, action="append", help="entity id (repeatable)")
     get.add_argument("--as-of", type=_parse_time_ms, help="epoch ms or ISO-8601 (default: now)")
+
+    historical = sub.add_parser("historical", help="point-in-time join: features at each entity row's time, "
+                                "from the offline store, into a Parquet file")
+    historical.add_argument("--definitions", dest="sub_features", help="feature definitions file")
+    historical.add_argument("--entities", required=True, help="Parquet or CSV file: the entity column(s) and "
+                            "event_timestamp (a timestamp or epoch ms)")
+    historical.add_argument("--features", dest="refs", required=True, action="append",
+                            help="view:feature or view:* (comma-separated, repeatable)")
+    historical.add_argument("--out", required=True, help="Parquet file to write")
+    historical.add_argument("--full-feature-names", action="store_true", help="name columns view__feature")
+
+    replay = sub.add_parser("replay", help="recompute a view from its topic into a new version, then switch to it")
+    replay.add_argument("--features", dest="sub_features", help="feature definitions file")
+    replay.add_argument("--view", required=True)
+    replay.add_argument("--from", dest="from_ms", type=_parse_from, default=None,
+                        help="earliest (default) or a time (epoch ms or ISO-8601): values from then on are exact")
+    replay.add_argument("--until", dest="until_ms", type=_parse_time_ms, default=None,
+                        help="stop at this event time (a backfill: no switch)")
+    replay.add_argument("--dry-run", action="store_true", help="print what would be replayed and stop")
+    replay.add_argument("--batch-size", type=int, default=50_000)
+
+    versions = sub.add_parser("versions", help="list a view's versions (or 'versions gc' to delete retired ones)")
+    versions.add_argument("action", nargs="?", choices=["list", "gc"], default="list")
+    versions.add_argument("--features", dest="sub_features", help="feature definitions file")
+    versions.add_argument("--view", help="one view (default: every defined view)")
 
     dlq = sub.add_parser("dlq", help="show what went to a view's dead-letter topic, and why")
     dlq.add_argument("--features", dest="sub_features", help="feature definitions file")
@@ -201,6 +230,133 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                     follow=args.follow)
 
 
+def cmd_historical(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    import pyarrow.parquet as pq
+
+    from sinks.historical import OfflineReader, read_entity_file
+
+    views = _views(args, settings)
+    refs = [r.strip() for group in args.refs for r in group.split(",") if r.strip()]
+    if not args.out.endswith(".parquet"):
+        raise ConfigError(f"--out {args.out!r}: write a .parquet file")
+    entities = read_entity_file(args.entities)
+    started = time.monotonic()
+    reader = OfflineReader(views, settings.offline_root)
+    joined = reader.get_historical_features(entities, refs, full_feature_names=args.full_feature_names,
+                                            on_progress=_progress_bar("historical", started))
+    pq.write_table(joined, args.out)
+    print(f"\n{joined.num_rows:,} rows x {joined.num_columns - entities.num_columns} features -> {args.out} "
+          f"in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return 0
+
+
+def _progress_bar(label: str, started: float) -> Any:
+    """A one-line progress bar on stderr: done/total, rate and ETA."""
+    import time
+
+    def show(done: int, total: int) -> None:
+        elapsed = max(time.monotonic() - started, 1e-9)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate else 0.0
+        filled = 30 * done // max(total, 1)
+        print(f"\r[{label}] [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} rows, "
+              f"{rate:,.0f} rows/s, ETA {eta:.0f}s", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from replay.run import Replay
+
+    view = _view(_views(args, settings), args.view)
+    if args.batch_size <= 0:
+        raise ConfigError(f"--batch-size {args.batch_size}: must be positive")
+    replay = Replay(settings, view, from_ms=args.from_ms, until_ms=args.until_ms, batch_size=args.batch_size)
+    if args.dry_run:
+        report = replay.run(dry_run=True)
+        for r in report.ranges:
+            print(json.dumps({"topic": view.topic, "partition": r.partition, "from_offset": r.start,
+                              "to_offset": r.end, "records": r.records}))
+        print(json.dumps({"view": view.name, "fingerprint": view.fingerprint,
+                          "records": sum(r.records for r in report.ranges), "dry_run": True}))
+        return 0
+    started = time.monotonic()
+
+    def show(done: int, total: int, rate: float) -> None:
+        filled = 30 * done // max(total, 1)
+        eta = (total - done) / rate if rate else 0.0
+        print(f"\r[replay] [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} records, {rate:,.0f} events/s, "
+              f"lag {max(total - done, 0):,}, ETA {eta:.0f}s", end="", file=sys.stderr, flush=True)
+
+    report = replay.run(on_progress=show)
+    print(file=sys.stderr)
+    summary = {"view": view.name, "version": report.version, "resumed": report.resumed,
+               "records": report.counts["read"], "aggregated": report.counts["aggregated"],
+               "late": report.counts["late"], "dead_lettered": report.counts["dead_lettered"],
+               "events_per_s": round(report.events_per_s), "seconds": round(time.monotonic() - started, 2),
+               "switched": report.switched, "previous_version": report.switched_from}
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
+    import shutil
+
+    from replay.versions import VersionRegistry
+    from sinks.redis_client import connect_redis
+
+    views = [_view(_views(args, settings), args.view)] if args.view else _views(args, settings)
+    registry = VersionRegistry(connect_redis(settings))
+    for view in views:
+        if args.action == "gc":
+            removed = registry.gc(view.name)
+            for version in removed:
+                shutil.rmtree(settings.offline_root / f"view={view.name}" / f"version={version}", ignore_errors=True)
+            print(json.dumps({"view": view.name, "removed": removed}))
+            continue
+        listed = registry.list(view.name)
+        heads = _topic_heads(settings, view.topic) if listed else {}
+        for info in listed:
+            print(json.dumps({"view": view.name, "version": info.version, "state": info.state,
+                              "fingerprint": info.fingerprint, "definition": info.fingerprint == view.fingerprint,
+                              "created_ms": info.created_ms, "switched_ms": info.switched_ms,
+                              "events": info.events, "lag": _version_lag(settings, registry, view, info, heads)}))
+    return 0
+
+
+def _topic_heads(settings: Settings, topic: str) -> dict[int, int]:
+    from collections import namedtuple
+
+    from confluent_kafka.admin import AdminClient
+
+    from streams.tansu import fetch_high_watermarks
+
+    meta = AdminClient({"bootstrap.servers": settings.bootstrap_servers}).list_topics(topic, timeout=10)
+    tp = namedtuple("tp", "topic partition")
+    partitions = [tp(topic, p) for p in sorted(meta.topics[topic].partitions)] if topic in meta.topics else []
+    return {k.partition: v for k, v in fetch_high_watermarks(settings.bootstrap_servers, partitions).items()}
+
+
+def _version_lag(settings: Settings, registry: Any, view: Any, info: Any, heads: dict[int, int]) -> int | None:
+    """Records not yet in the version: the live group's lag when active, the replay's while building."""
+    from replay.versions import live_group
+    from streams.lag import committed_offsets
+
+    if info.state == "retired" or not heads:
+        return None
+    if info.state == "building":
+        raw = registry.redis.hgetall(registry.progress_key(view.name, info.version))
+        done = {int(p): int(v.decode().split(",")[1]) + 1 for p, v in raw.items()}
+    else:
+        done = committed_offsets(settings, live_group(settings.worker_group, {view.name: info.version}),
+                                 view.topic, sorted(heads))
+    return sum(max(head - max(done.get(p, 0), 0), 0) for p, head in heads.items())
+
+
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     from streams.dead_letters import read_dead_letters
 
@@ -259,7 +415,7 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 
 COMMANDS = {"up": cmd_up, "worker": cmd_worker, "publish": cmd_publish, "get": cmd_get, "demo": cmd_demo,
             "schemas": cmd_schemas, "registry": cmd_registry, "serve": cmd_serve,
-            "dlq": cmd_dlq}
+            "dlq": cmd_dlq, "historical": cmd_historical, "replay": cmd_replay, "versions": cmd_versions}
 
 
 def main(argv: list[str] | None = None) -> int:

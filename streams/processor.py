@@ -1,8 +1,8 @@
 """One batch of source records through decode, lateness, the engine: no I/O.
 
 The worker (and later the replay) hand in raw records plus a way to read
-stored state; they get back named outputs to write: entity states, offline
-rows, dead letters and counts. Keeping this pure is what lets every driver
+stored state; they get back named outputs to write: entity states, the
+aggregated events for the offline log, dead letters and counts. Keeping this pure is what lets every driver
 share it.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from schemas.codec import EventDecoder
-from sinks.records import FeatureRow, StateWrite
+from sinks.records import LoggedEvent, StateWrite
 from streams.engine import EntityState, ViewEngine
 from streams.errors import EventDecodeError
 from streams.watermark import Watermarks
@@ -64,7 +64,7 @@ class BatchResult:
     """What a batch produced; `states` holds one final state per touched entity."""
 
     states: dict[str, tuple[int, EntityState]] = field(default_factory=dict)
-    rows: list[FeatureRow] = field(default_factory=list)
+    rows: list[LoggedEvent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     max_event_ms: int | None = None
@@ -85,8 +85,12 @@ class ViewProcessor:
         now_ms: int,
         *,
         with_rows: bool = True,
+        until_ms: int | None = None,
     ) -> BatchResult:
-        """Decode, drop late events to the DLQ, apply the rest; state is read once per entity."""
+        """Decode, drop late events to the DLQ, apply the rest; state is read once per entity.
+
+        `until_ms` (replays up to a time) leaves out events after it, as if never sent.
+        """
         engine, result = self.engine, BatchResult()
         states, counts = result.states, result.counts
         progress = self.watermarks
@@ -100,6 +104,9 @@ class ViewProcessor:
             except EventDecodeError as exc:
                 result.dead_letters.append(DeadLetter(record, exc.reason, exc.message))
                 counts["dead_lettered"] += 1
+                continue
+            if until_ms is not None and event.event_ms > until_ms:
+                counts["after_until"] += 1
                 continue
             watermark = self.watermarks.get(record.partition)
             if engine.is_late(event.event_ms, watermark):
@@ -123,9 +130,10 @@ class ViewProcessor:
             if result.max_event_ms is None or event.event_ms > result.max_event_ms:
                 result.max_event_ms = event.event_ms
             if with_rows:
-                result.rows.append(FeatureRow(
-                    event.entity, applied.latest_ms, event.event_ms, now_ms,
-                    record.partition, record.offset, engine.as_of(applied, applied.latest_ms),
+                # created = when the record entered the topic: the same in the live worker and in any replay
+                created = record.timestamp_ms if record.timestamp_ms is not None else now_ms
+                result.rows.append(LoggedEvent(
+                    event.entity, event.event_ms, created, record.partition, record.offset, event.values,
                 ))
         return result
 

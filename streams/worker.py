@@ -15,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import faust
+import redis
 from faust.types import EventT
 
+from replay.versions import live_group
 from schemas.codec import EventDecoder
 from schemas.store import SchemaStore
 from sinks.offline import OfflineStore
@@ -58,6 +61,7 @@ class _TableWatermarks(Watermarks):
     def __init__(self, table: faust.Table) -> None:
         super().__init__()
         self._table = table
+        self.handed_over: dict[int, tuple[int | None, int]] = {}  # a replay's progress, where the table has none
 
     @staticmethod
     def key(partition: int) -> bytes:
@@ -70,7 +74,7 @@ class _TableWatermarks(Watermarks):
     def _load(self, partition: int) -> tuple[int | None, int]:
         raw = self._table.data.get(self.key(partition))
         if raw is None:
-            return (None, -1)
+            return self.handed_over.get(partition, (None, -1))
         watermark, _, offset = raw.decode().partition(":")
         return (int(watermark) if watermark else None, int(offset))
 
@@ -83,8 +87,12 @@ class ViewAgent:
     """Runs one view's batches against the table and the two stores."""
 
     def __init__(self, app: faust.App, view: FeatureView, settings: Settings, store: SchemaStore,
-                 metrics: WorkerMetrics, partitions: int, version: int = 1) -> None:
+                 metrics: WorkerMetrics, partitions: int, version: int = 1, replayed: bool = False) -> None:
         self.app, self.view, self.settings, self.metrics = app, view, settings, metrics
+        self.version = version
+        # A version a replay built starts with its states in Redis and its progress in the
+        # replay's record, not in this table: read them from there until the table has them.
+        self.replayed = replayed
         self.engine = ViewEngine(view)
         self.source = app.topic(view.topic, key_serializer="raw", value_serializer="raw",
                                 partitions=partitions, internal=False)
@@ -96,9 +104,10 @@ class ViewAgent:
         self.table = app.Table(state_table_name(view, version), default=None, schema=raw, key_type=bytes,
                                value_type=bytes, partitions=partitions)
         self.watermarks = _TableWatermarks(self.table)
+        self._from_redis: dict[str, bytes] = {}
         self.processor = ViewProcessor(self.engine, EventDecoder(view, store), self.watermarks)
         self.online = OnlineStore(view, version)
-        self.offline = OfflineStore(settings.offline_root, view, self.engine, version)
+        self.offline = OfflineStore(settings.offline_root, view, version)
         self.redis = connect_redis_async(settings)
         self.last_event_ms = 0
         self._latest: dict[bytes, tuple[int, int]] | None = None  # entity key -> (partition, latest_ms)
@@ -106,10 +115,42 @@ class ViewAgent:
         self._last_sweep = time.monotonic()
 
     def load_state(self, entity: str) -> bytes | None:
-        return self.table.data.get(entity.encode())
+        found = self.table.data.get(entity.encode())
+        if found is None and self._from_redis:
+            found = self._from_redis.get(entity)
+        return found
+
+    async def _still_active(self) -> bool:
+        """False once a replay switched the view to another version: this worker must stop writing."""
+        from replay.versions import VersionRegistry
+
+        try:
+            active = await asyncio.wait_for(self.redis.get(VersionRegistry.active_key(self.view.name)), 1.0)
+        except (TimeoutError, redis.RedisError, OSError):
+            return True  # Redis is down: the sink writes wait and retry, and this check runs again next batch
+        return active is None or int(active) == self.version
+
+    async def _prefetch_replayed(self, records: list[SourceRecord]) -> None:
+        """States of a replayed version that this table does not hold yet, read from Redis in one MGET."""
+        from replay.versions import VersionRegistry
+
+        if not self.watermarks.handed_over:
+            raw = await self.redis.hgetall(VersionRegistry.progress_key(self.view.name, self.version))
+            for partition, value in raw.items():
+                watermark, last = value.decode().split(",")
+                self.watermarks.handed_over[int(partition)] = (int(watermark) if watermark else None, int(last))
+        missing = sorted({r.key.decode() for r in records if r.key and r.key not in self.table.data})
+        blobs = await self.redis.mget([self.online.key(e) for e in missing]) if missing else []
+        self._from_redis = {e: b for e, b in zip(missing, blobs, strict=True) if b is not None}
 
     async def handle(self, events: list[EventT]) -> None:
         started = time.perf_counter()
+        if not await self._still_active():
+            _log_json(logging.ERROR, event="version_retired", view=self.view.name, version=self.version,
+                      message="a replay switched this view to a new version; restart workers with its definition")
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(3)  # at once, this batch unacknowledged: Faust would only restart a crashed agent
         records = [
             SourceRecord(
                 m.topic, m.partition, m.offset,
@@ -118,6 +159,9 @@ class ViewAgent:
             )
             for m in (e.message for e in events)
         ]
+        self._from_redis = {}
+        if self.replayed:
+            await self._prefetch_replayed(records)
         for partition in {r.partition for r in records} - self._offline_seen.keys():
             # first batch of this partition since assignment: rows a crashed batch wrote past the
             # commit point are already on disk, and must not be written twice
@@ -215,6 +259,21 @@ class ViewAgent:
                 m.lag.labels(name, str(partition)).set(max(head - offset - 1, 0))
 
 
+def resolve_versions(settings: Settings, views: list[FeatureView]) -> dict[str, Any]:
+    """Each view's version this worker writes: the active one, which must be its definition.
+
+    Raises VersionMismatchError (saying to replay) otherwise.
+    """
+    from replay.versions import VersionRegistry
+    from sinks.redis_client import connect_redis
+
+    registry = VersionRegistry(connect_redis(settings))
+    out = {}
+    for view in views:
+        out[view.name] = registry.get(view.name, registry.for_worker(view))
+    return out
+
+
 def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     """A Faust app with one batch agent per view; run it with `faust.Worker(app)`."""
     from schemas.store import open_schema_store
@@ -226,9 +285,10 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
         shorten_faust_fetch_wait(50)
         recover_tables_to_the_true_end(settings.bootstrap_servers)
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
+    versions = resolve_versions(settings, views)
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)  # Faust refuses a missing data dir
     app = faust.App(
-        settings.worker_group,
+        live_group(settings.worker_group, {name: info.version for name, info in versions.items()}),
         broker=brokers,
         store="memory://",
         autodiscover=False,
@@ -251,7 +311,8 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     # The table's changelog must be co-partitioned with the source topic as it really is.
     actual = partition_counts(settings)
     agents = [
-        ViewAgent(app, view, settings, store, metrics, actual.get(view.topic, view.partitions or settings.partitions))
+        ViewAgent(app, view, settings, store, metrics, actual.get(view.topic, view.partitions or settings.partitions),
+                  versions[view.name].version, replayed=bool(versions[view.name].replay))
         for view in views
     ]
     wait_s = settings.batch_wait_ms / 1000

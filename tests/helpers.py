@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import textwrap
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import fastavro
+from confluent_kafka import Consumer
 
 from schemas.store import canonical
 
@@ -125,3 +131,51 @@ def assert_online_equals_oracle(settings: Any, view: Any, history: list[dict]) -
         for feature, expected in value_at(view, events, entity, latest).items():
             got = row[f"{view.name}:{feature}"]
             assert close(got, expected), (entity, feature, got, expected)
+
+
+@functools.cache
+def _payment_schema() -> Any:
+    import schemas
+
+    return fastavro.parse_schema(json.loads((schemas.SCHEMA_DIR / "payment.avsc").read_text()))
+
+
+def decode_payment(raw: bytes) -> dict | None:
+    """A payment decoded independently of rillet (Avro after a 5-byte header); None when malformed."""
+    if len(raw) < 5 or raw[0] != 0:
+        return None
+    try:
+        record = fastavro.schemaless_reader(io.BytesIO(raw[5:]), _payment_schema())
+    except Exception:
+        return None
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    record["event_time"] = (record["event_time"] - epoch) // timedelta(milliseconds=1)
+    return record
+
+
+def consumer_from_start(settings, prefix: str) -> Consumer:
+    return Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{prefix}-{uuid.uuid4()}",
+                     "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                     "heartbeat.interval.ms": 1000, "partition.assignment.strategy": "range"})
+
+
+def consume(settings, topic: str, total: int) -> list:
+    """The first `total` records of a topic, read by a fresh consumer group from the start."""
+    consumer = consumer_from_start(settings, "check")
+    consumer.subscribe([topic])
+    out = []
+    try:
+        while len(out) < total:
+            msg = consumer.poll(1.0)
+            if msg is not None and not msg.error():
+                out.append(msg)
+    finally:
+        consumer.close()
+    return out
+
+
+def read_topic(settings, topic: str, total: int) -> list[tuple[int, int, bytes]]:
+    """Every record of a topic as (partition, offset, value), in offset order per partition."""
+    return sorted((m.partition(), m.offset(), m.value()) for m in consume(settings, topic, total))
+
+

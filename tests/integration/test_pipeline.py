@@ -9,20 +9,14 @@ dead-letter topic with its reason.
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import re
 import urllib.request
-import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 
-import fastavro
 import pytest
-from confluent_kafka import Consumer
 
-import schemas
 from sinks.offline import read_offline
 from sinks.reads import FeatureReader
 from sinks.redis_client import connect_redis
@@ -30,11 +24,10 @@ from streams.demo import worker_process
 from streams.lag import wait_caught_up
 from streams.producer import EventProducer
 from streams.stack import free_port
-from tests.helpers import view_under_test
+from tests.helpers import consume, decode_payment, read_topic, view_under_test
 from tests.oracle import OEvent, close, late_mask, value_at
 
 pytestmark = pytest.mark.integration
-PAYMENT_SCHEMA = fastavro.parse_schema(json.loads((schemas.SCHEMA_DIR / "payment.avsc").read_text()))
 
 FEATURES = """
 from streams import Feature, FeatureView, Range, Session, Sliding, Tumbling
@@ -92,10 +85,10 @@ def test_worker_computes_exact_values_in_redis_and_parquet(stack, tmp_path):
     assert not worker.alive()
 
     # The oracle, from the records as the broker holds them, decoded independently of rillet.
-    records = _read_topic(settings, view.topic, sum(heads.values()))
+    records = read_topic(settings, view.topic, sum(heads.values()))
     arrivals = []
     for partition, offset, raw in records:
-        event = _independent_decode(raw)
+        event = decode_payment(raw)
         if event is None or not event["user_id"] or (event["amount"] or 0) > 1_000_000:
             continue
         arrivals.append((partition, OEvent(event["user_id"], event["event_time"],
@@ -116,16 +109,11 @@ def test_worker_computes_exact_values_in_redis_and_parquet(stack, tmp_path):
             for feature, expected in want.items():
                 assert close(row[f"{view.name}:{feature}"], expected), (entity, t, feature)
 
-    # Offline: one row per aggregated event, holding the values right after that event.
+    # Offline: the log of aggregated events, each exactly once (values at any time: test_consistency).
     rows = read_offline(settings.offline_root, view.name).to_pylist()
-    assert len(rows) == len(kept)
-    for row in rows:
-        prefix = [e for e in kept if e.entity == row["entity"] and e.offset <= row["offset"]]
-        t = int(row["feature_timestamp"].timestamp() * 1000)
-        assert t == max(e.t for e in prefix)
-        want = value_at(view, prefix, row["entity"], t)
-        for feature in view.feature_names:
-            assert close(row[feature], want[feature]), (row["entity"], t, feature)
+    logged = sorted((r["entity"], int(r["event_timestamp"].timestamp() * 1000), r["offset"], r["amount"],
+                     r["merchant"]) for r in rows)
+    assert logged == sorted((e.entity, e.t, e.offset, e.values["amount"], e.values["merchant"]) for e in kept)
 
     # Dead letters: each bad record, with its reason; the counts add up.
     reasons = Counter(_dlq_reasons(settings, view.dlq_topic, expected=4 + sum(late)))
@@ -157,48 +145,9 @@ def _rillet_dlq(settings, features_file, view_name: str) -> dict:
     return json.loads(lines[-1])
 
 
-def _independent_decode(raw: bytes) -> dict | None:
-    """Avro body after a 5-byte Confluent header, or None for anything malformed."""
-    if len(raw) < 5 or raw[0] != 0:
-        return None
-    try:
-        record = fastavro.schemaless_reader(io.BytesIO(raw[5:]), PAYMENT_SCHEMA)
-    except Exception:
-        return None
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    record["event_time"] = (record["event_time"] - epoch) // timedelta(milliseconds=1)
-    return record
-
-
-def _consumer(settings, prefix: str) -> Consumer:
-    return Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{prefix}-{uuid.uuid4()}",
-                     "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
-                     "heartbeat.interval.ms": 1000, "partition.assignment.strategy": "range"})
-
-
-def _consume(settings, topic: str, total: int) -> list:
-    """The first `total` records of a topic, read by a fresh consumer group from the start."""
-    consumer = _consumer(settings, "check")
-    consumer.subscribe([topic])
-    out = []
-    try:
-        while len(out) < total:
-            msg = consumer.poll(1.0)
-            if msg is not None and not msg.error():
-                out.append(msg)
-    finally:
-        consumer.close()
-    return out
-
-
-def _read_topic(settings, topic: str, total: int) -> list[tuple[int, int, bytes]]:
-    """Every record of a topic as (partition, offset, value), in offset order per partition."""
-    return sorted((m.partition(), m.offset(), m.value()) for m in _consume(settings, topic, total))
-
-
 def _dlq_reasons(settings, topic: str, expected: int) -> list[str]:
     reasons = []
-    for msg in _consume(settings, topic, expected):
+    for msg in consume(settings, topic, expected):
         headers = dict(msg.headers() or [])
         assert headers["rillet.source.topic"].decode() == topic.removesuffix(".dlq")
         assert msg.value() is not None or headers["rillet.reason"] == b"truncated"

@@ -52,3 +52,17 @@ def test_count_distinct_estimate_within_two_percent(n):
     halves = [fold(agg, items[: n // 2]), fold(agg, items[n // 2:])]  # merged sketches, as panes are
     estimate = agg.result(agg.combine(halves))
     assert abs(estimate - n) / n <= 0.02, estimate
+
+
+def test_range_sums_survive_cancellation():
+    """Naive summation of [1e17, 1, -1e17] gives 0; the contract asks for 1 to a relative 1e-9."""
+    import numpy as np
+
+    from streams.event_columns import EventColumn
+
+    column = EventColumn(np.array([1e17, 1.0, -1e17, 2.0]), np.array([True, True, True, False]))
+    lo, hi = np.array([0, 0, 1, 3]), np.array([3, 4, 3, 4])
+    sums, _ = AGGREGATIONS["sum"].over_ranges(column, lo, hi)
+    means, present = AGGREGATIONS["mean"].over_ranges(column, lo, hi)
+    assert sums.tolist() == [1.0, 1.0, -1e17 + 1.0, 0.0]
+    assert means[:2].tolist() == [1 / 3, 1 / 3] and present.tolist() == [True, True, True, False]

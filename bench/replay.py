@@ -1,0 +1,61 @@
+"""Replay throughput beside the live worker's, on the same topic, in one run.
+
+    python -m bench.replay [--events N]
+
+Publishes N payments (pre-encoded) to a fresh topic on an embedded Tansu,
+times one live `rillet worker` process through them (first to last event
+processed), then times `rillet replay` of that topic into a new version (its
+own events/s: records read over the replay's wall time, Parquet and Redis
+included). Target (issue 6): >= 100,000 events/s per replay process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.throughput import FEATURES, rillet_workers
+from replay.run import Replay
+from streams.definitions import load_views
+from streams.demo import synthetic_payments
+from streams.settings import Settings
+from streams.stack import EmbeddedStack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=100_000)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="rillet-bench-"))
+    base = 1_767_225_600_000
+    events = synthetic_payments(users=2000, events=args.events, start_ms=base, end_ms=base + 6 * 3_600_000)
+    with EmbeddedStack(Settings.from_env(), broker_port=0, workdir=workdir / "stack") as stack:
+        topic = f"replay_{int(time.time())}"
+        (workdir / "features.py").write_text(FEATURES.read_text().replace('"bench"', f'"{topic}"').replace(
+            "../schemas/payment.avsc", str(Path(__file__).parent.parent / "schemas" / "payment.avsc")))
+        [view] = load_views(workdir / "features.py")
+        settings = stack.settings.with_(offline_path=str(workdir / "offline"), worker_group=f"g-{topic}",
+                                        state_dir=str(workdir / "state"))
+        print("live worker, 1 process ...", flush=True)
+        worker_rate = rillet_workers(settings, view, events, 1, workdir)
+        print("replay of the same topic into a new version ...", flush=True)
+
+        def show(done: int, total: int, rate: float) -> None:
+            print(f"\r  {done:,}/{total:,} records, {rate:,.0f} events/s", end="", file=sys.stderr, flush=True)
+
+        report = Replay(settings, view).run(on_progress=show)
+        print(file=sys.stderr)
+    print(f"\nreplay vs live worker on {args.events:,} events (Tansu, this machine: {os.cpu_count()} cores)")
+    print(f"  {'live worker, 1 process':<40} {worker_rate:>10,.0f} events/s")
+    print(f"  {'replay, 1 process':<40} {report.events_per_s:>10,.0f} events/s "
+          f"({report.counts['aggregated']:,} aggregated, switched to v{report.version}: {report.switched})")
+    print(f"  ratio replay / worker: {report.events_per_s / worker_rate:.1f}   "
+          f"replay target >= 100,000 events/s: {'met' if report.events_per_s >= 100_000 else 'missed'}")
+
+
+if __name__ == "__main__":
+    main()

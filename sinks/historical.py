@@ -1,0 +1,165 @@
+"""Training data: `get_historical_features`, the point-in-time join over the offline event log.
+
+For each entity row (the view's entity key and an `event_timestamp`) it gives
+every asked feature's value at that row's time, as semantics.md defines it:
+never using an event after that time, ttl respected, exact between events.
+The values come from `streams.point_in_time` over the view's logged events,
+the same compiled engine the worker and online reads use; rows are sorted and
+evaluated in vectorized chunks, with progress reported after each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from sinks.offline import field_type, scan_offline, source_fields
+from sinks.reads import resolve_features
+from streams.definitions import FeatureView
+from streams.engine import ViewEngine
+from streams.errors import ConfigError, UnknownFeatureError
+from streams.point_in_time import EventLog, epoch_ms, evaluate_at
+
+__all__ = ["TIMESTAMP_COLUMN", "OfflineReader", "read_entity_file"]
+
+TIMESTAMP_COLUMN = "event_timestamp"
+_TS = pa.timestamp("ms", tz="UTC")
+_LOG_COLUMNS = ["entity", "event_timestamp", "partition", "offset"]
+
+Progress = Callable[[int, int], None]
+
+
+class OfflineReader:
+    """Point-in-time joins against the offline store of the given views."""
+
+    def __init__(self, views: list[FeatureView], offline_root: str | Path, version: int = 1) -> None:
+        self.views = {v.name: v for v in views}
+        self.engines = {v.name: ViewEngine(v) for v in views}
+        self.root = Path(offline_root)
+        self.version = version
+        self._logs: dict[str, tuple[int, EventLog]] = {}
+
+    def event_log(self, view_name: str) -> EventLog:
+        """The view's logged events, sorted for the join (re-read when files were added)."""
+        view = self.views[view_name]
+        table = scan_offline(self.root, view.name, self.version, _LOG_COLUMNS + source_fields(view))
+        cached = self._logs.get(view_name)
+        if cached and cached[0] == table.num_rows:
+            return cached[1]
+        if table.num_rows == 0:
+            table = pa.table({name: pa.array([], type) for name, type in _empty_log_types(view)})
+        log = EventLog.from_table(table, source_fields(view))
+        self._logs[view_name] = (table.num_rows, log)
+        return log
+
+    def get_historical_features(self, entity_df: Any, features: list[str], *,
+                                full_feature_names: bool = False, on_progress: Progress | None = None,
+                                chunk_rows: int = 250_000) -> Any:
+        """`entity_df` with one column per feature: its value at each row's `event_timestamp`.
+
+        Args:
+            entity_df: a pyarrow Table or pandas DataFrame holding each view's entity
+                column and `event_timestamp` (a timestamp, or epoch milliseconds).
+            features: `view:feature` references (`view:*` for all of a view).
+            full_feature_names: name columns `view__feature` (default: `feature`).
+            on_progress: called with (rows done, rows in all) as the join goes.
+
+        Returns the same kind of table as given, rows in their original order.
+        """
+        wanted = resolve_features(self.engines, features)
+        table, as_pandas = _as_arrow(entity_df)
+        if TIMESTAMP_COLUMN not in table.column_names:
+            raise UnknownFeatureError(f"entity_df has no {TIMESTAMP_COLUMN!r} column; it has: "
+                                      f"{', '.join(table.column_names)}")
+        stamps = table[TIMESTAMP_COLUMN]
+        if not (pa.types.is_timestamp(stamps.type) or pa.types.is_integer(stamps.type)):
+            raise ConfigError(f"entity_df.{TIMESTAMP_COLUMN} is {stamps.type}; give timestamps or epoch milliseconds")
+        if stamps.null_count:
+            raise ConfigError(f"entity_df.{TIMESTAMP_COLUMN} has {stamps.null_count} null(s); every row needs a time")
+        t_ms = epoch_ms(stamps)
+        total = table.num_rows * len(wanted)
+        done = 0
+        out = table
+        for view_name, names in wanted.items():
+            view, engine = self.views[view_name], self.engines[view_name]
+            if view.entity not in table.column_names:
+                raise UnknownFeatureError(f"entity_df has no {view.entity!r} column (needed by view {view_name})")
+            log = self.event_log(view_name)
+            codes = log.codes_of(table[view.entity])
+            order = np.lexsort((t_ms, codes))
+            parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in names}
+            for lo in range(0, len(order), chunk_rows):
+                chunk = order[lo:lo + chunk_rows]
+                for name, pair in evaluate_at(engine, log, codes[chunk], t_ms[chunk], names).items():
+                    parts[name].append(pair)
+                done += len(chunk)
+                if on_progress:
+                    on_progress(done, total)
+            back = np.empty_like(order)
+            back[order] = np.arange(len(order))
+            for name in names:
+                column = _column(view, engine, name, parts[name], back)
+                label = f"{view_name}__{name}" if full_feature_names else name
+                if label in out.column_names:
+                    raise ConfigError(f"column {label!r} would appear twice; pass full_feature_names=True")
+                out = out.append_column(label, column)
+        return out.to_pandas() if as_pandas else out
+
+
+def read_entity_file(path: str | Path) -> pa.Table:
+    """An entity table from Parquet or CSV (a CSV's ISO-8601 times are read as timestamps)."""
+    import pyarrow.csv as csv
+    import pyarrow.parquet as pq
+
+    source = Path(path)
+    if not source.is_file():
+        raise ConfigError(f"entity file {str(source)!r} does not exist")
+    try:
+        if source.suffix == ".parquet":
+            return pq.read_table(source)
+        if source.suffix == ".csv":
+            return csv.read_csv(source)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ConfigError(f"entity file {str(source)!r} cannot be read: {exc}") from None
+    raise ConfigError(f"entity file {str(source)!r}: use a .parquet or .csv file")
+
+
+def _as_arrow(entity_df: Any) -> tuple[pa.Table, bool]:
+    if isinstance(entity_df, pa.Table):
+        return entity_df, False
+    if type(entity_df).__module__.startswith("pandas"):
+        return pa.Table.from_pandas(entity_df, preserve_index=False), True
+    raise ConfigError(f"entity_df must be a pyarrow Table or a pandas DataFrame, not {type(entity_df).__name__}")
+
+
+def _column(view: FeatureView, engine: ViewEngine, name: str, parts: list[tuple[np.ndarray, np.ndarray]],
+            back: np.ndarray) -> pa.Array:
+    """One output column in the caller's row order, null where absent, typed from the definition."""
+    values = np.concatenate([v for v, _ in parts])[back] if parts else np.array([])
+    present = np.concatenate([p for _, p in parts])[back] if parts else np.array([], dtype=bool)
+    kind = _value_type(view, engine, name)
+    if pa.types.is_timestamp(kind):
+        return pa.array(values.astype(np.int64), type=pa.int64(), mask=~present).cast(kind)
+    if pa.types.is_integer(kind) and values.dtype.kind == "f":
+        values = np.where(present, values, 0).astype(np.int64)
+    return pa.array(values, type=kind, mask=~present, from_pandas=False)
+
+
+def _value_type(view: FeatureView, engine: ViewEngine, name: str) -> pa.DataType:
+    if name in engine.session_columns:
+        return pa.bool_() if name.endswith("_active") else _TS
+    feature = next(f for f in view.features if f.name == name)
+    if feature.aggregation in ("count", "count_distinct"):
+        return pa.int64()
+    if feature.aggregation in ("mean", "stddev"):
+        return pa.float64()
+    return field_type(view, feature.field)
+
+
+def _empty_log_types(view: FeatureView) -> list[tuple[str, pa.DataType]]:
+    return [("entity", pa.string()), ("event_timestamp", _TS), ("partition", pa.int32()), ("offset", pa.int64())] + \
+        [(f, field_type(view, f)) for f in source_fields(view)]
