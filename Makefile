@@ -27,6 +27,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.online
+	$(BIN)/python -m bench.historical
+	$(BIN)/python -m bench.replay
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache .hypothesis

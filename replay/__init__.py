@@ -1,7 +1,9 @@
 """Kappa replay: rebuild a view from its topic into a new version, then switch over.
 
-Not built yet (issue 6). Versions already shape the layout: online keys and
-offline paths carry `v{version}`, and every view has a `fingerprint`.
+`versions` keeps each view's numbered versions and the active pointer in Redis;
+`run` re-reads the topic through the same window engine as the live worker,
+writes the new version's states and event log, and switches atomically once
+it has caught up with the head.
 """
 
 __all__: list[str] = []

@@ -1,15 +1,17 @@
-"""Failpoints: die at a named point, for crash tests that must hit an exact moment.
+"""Failpoints: die at a named point, or lose named records, for tests that must hit an exact moment.
 
 `RILLET_FAULT_<NAME>=N` makes the N-th pass through `hit("<name>")` end the
-process at once, as SIGKILL would (no cleanup, no flush). Unset, a pass costs
-one dictionary lookup.
+process at once, as SIGKILL would (no cleanup, no flush).
+`RILLET_SKIP_<NAME>=A-B` makes passes A..B (1-based, counted across calls)
+through `skipped("<name>", n)` come back as skipped, as a faulty delivery would
+drop them. Unset, a call costs one dictionary lookup.
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["hit"]
+__all__ = ["hit", "skipped"]
 
 _counts: dict[str, int] = {}
 
@@ -22,3 +24,14 @@ def hit(name: str) -> None:
     _counts[name] = _counts.get(name, 0) + 1
     if _counts[name] == int(target):
         os._exit(137)
+
+
+def skipped(name: str, count: int) -> set[int]:
+    """Which of the next `count` passes through `name` (as indexes 0..count-1) to treat as lost."""
+    spec = os.environ.get(f"RILLET_SKIP_{name.upper()}")
+    if not spec:
+        return set()
+    first, _, last = spec.partition("-")
+    done = _counts.get(name, 0)
+    _counts[name] = done + count
+    return {i for i in range(count) if int(first) <= done + i + 1 <= int(last or first)}

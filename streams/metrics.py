@@ -23,6 +23,8 @@ class WorkerMetrics:
             "rillet_late_events", "Events later than watermark - grace", ["view"], registry=r)
         self.duplicates = Counter(
             "rillet_duplicate_events", "Re-delivered events skipped (already applied)", ["view"], registry=r)
+        self.read_back = Counter(
+            "rillet_offsets_read_back", "Records the stream skipped, read back from the broker", ["view"], registry=r)
         self.expired = Counter(
             "rillet_states_expired", "Entity states dropped: no new event can reach them", ["view"], registry=r)
         self.lag = Gauge(

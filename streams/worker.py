@@ -22,7 +22,7 @@ from typing import Any
 
 import faust
 import redis
-from faust.types import EventT
+from faust.types import EventT, Message
 
 from replay.versions import live_group
 from schemas.codec import EventDecoder
@@ -35,6 +35,7 @@ from streams import faults
 from streams.definitions import FeatureView
 from streams.engine import ViewEngine
 from streams.metrics import WorkerMetrics
+from streams.offset_gaps import GapReader, OffsetGap, fill_gaps, find_gaps
 from streams.processor import BatchResult, SourceRecord, ViewProcessor
 from streams.settings import Settings
 from streams.tansu import FAUST_GROUP_TIMING, recover_tables_to_the_true_end, shorten_faust_fetch_wait
@@ -109,6 +110,7 @@ class ViewAgent:
         self.online = OnlineStore(view, version)
         self.offline = OfflineStore(settings.offline_root, view, version)
         self.redis = connect_redis_async(settings)
+        self.gap_reader = GapReader(settings.bootstrap_servers)
         self.last_event_ms = 0
         self._latest: dict[bytes, tuple[int, int]] | None = None  # entity key -> (partition, latest_ms)
         self._offline_seen: dict[int, set[int]] = {}  # partition -> offsets already on disk past its commit
@@ -159,6 +161,12 @@ class ViewAgent:
             )
             for m in (e.message for e in events)
         ]
+        lost = faults.skipped("delivered_record", len(records))  # tests: a delivery that drops records
+        if lost:
+            records = [r for i, r in enumerate(records) if i not in lost]
+        gaps = find_gaps(records, self.watermarks.last_offset)
+        if gaps:
+            records = await self._fill_gaps(records, gaps)
         self._from_redis = {}
         if self.replayed:
             await self._prefetch_replayed(records)
@@ -186,7 +194,19 @@ class ViewAgent:
             await self.dlq.send(key=letter.record.key, value=letter.record.value, headers=letter.headers())
             _log_json(logging.WARNING, event="dead_letter", view=self.view.name, reason=letter.reason,
                       partition=letter.record.partition, offset=letter.record.offset, error=letter.error)
+        for gap in gaps:  # read and handled here, so Faust may commit past them
+            for offset in range(gap.start, gap.end):
+                self.app.consumer.ack(Message(gap.topic, gap.partition, offset, 0.0, 0, None, None, None, None))
         self._observe(records, result, time.perf_counter() - started)
+
+    async def _fill_gaps(self, records: list[SourceRecord], gaps: list[OffsetGap]) -> list[SourceRecord]:
+        filled = {gap: await asyncio.to_thread(self.gap_reader.read, gap) for gap in gaps}
+        for gap, found in filled.items():
+            _log_json(logging.WARNING, event="offsets_read_back", view=self.view.name, partition=gap.partition,
+                      first=gap.start, last=gap.end - 1, records=len(found),
+                      message="the stream skipped these offsets; read them from the broker and applied them in order")
+        self.metrics.read_back.labels(self.view.name).inc(sum(len(found) for found in filled.values()))
+        return fill_gaps(records, filled)
 
     def _store_in_table(self, result: BatchResult, writes: list[StateWrite]) -> None:
         """One changelog record per touched entity, then per partition's progress, on the source partition.

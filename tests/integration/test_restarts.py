@@ -17,7 +17,7 @@ from sinks.offline import read_offline
 from streams.demo import synthetic_payments, worker_process
 from streams.errors import StackError
 from streams.lag import committed_offsets, wait_caught_up
-from streams.probe import worker_health
+from streams.probe import worker_health, worker_metric
 from streams.producer import EventProducer
 from streams.stack import free_port, wait_until
 from tests.helpers import assert_online_equals_oracle, view_under_test
@@ -67,6 +67,8 @@ def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(stack, tmp_path):
     worker = worker_process(settings, str(features), tmp_path, free_port())
     try:
         wait_caught_up(settings, settings.worker_group, view.topic, heads, timeout_s=180, alive=worker.alive)
+    except StackError as exc:
+        pytest.fail(f"{exc} (after {kills} kills); the worker's log ends:\n{worker.tail(60)}")
     finally:
         worker.stop()
     assert kills == 5
@@ -78,6 +80,33 @@ def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(stack, tmp_path):
     pairs = set(zip(raw["partition"].to_pylist(), raw["offset"].to_pylist(), strict=True))
     assert len(pairs) == total
     assert read_offline(settings.offline_root, view.name).num_rows == total
+
+
+def test_records_the_stream_skipped_are_read_back_and_applied_in_order(stack, tmp_path):
+    """Faust can drop records while a worker joins (faust-streaming #596); a failpoint drops 12.
+
+    Without reading them back they would be lost (later offsets make them look
+    handled) and the commit would never pass them.
+    """
+    case = view_under_test(stack, tmp_path, FEATURES.replace("{partitions}", "3"), "skip", batch_size=100)
+    view, features, settings = case.view, case.features, case.settings
+    base = 1_767_225_600_000
+    history = synthetic_payments(users=20, events=1500, start_ms=base, end_ms=base + 2 * 3_600_000, seed=4)
+    with EventProducer(settings, view) as producer:
+        producer.send_many(history)
+    port = free_port()
+    worker = worker_process(settings, str(features), tmp_path, port, {"RILLET_SKIP_DELIVERED_RECORD": "150-161"})
+    try:
+        wait_caught_up(settings, settings.worker_group, view.topic, producer.report.heads, timeout_s=120,
+                       alive=worker.alive)
+        read_back = worker_metric(port, "rillet_offsets_read_back_total", view.name)
+    except StackError as exc:
+        pytest.fail(f"{exc}; the worker's log ends:\n{worker.tail(40)}")
+    finally:
+        worker.stop()
+    assert_online_equals_oracle(settings, view, history)
+    assert read_back == 12
+    assert read_offline(settings.offline_root, view.name).num_rows == len(history)
 
 
 def test_two_workers_split_the_partitions_and_agree_with_one(stack, tmp_path):
