@@ -72,6 +72,11 @@ class _TableWatermarks(Watermarks):
     def encode(entry: tuple[int | None, int]) -> bytes:
         return f"{'' if entry[0] is None else entry[0]}:{entry[1]}".encode()
 
+    def stored_last_offset(self, partition: int) -> int | None:
+        """The last offset the table's progress record covers: only written once a batch's sinks are done."""
+        raw = self._table.data.get(self.key(partition))
+        return None if raw is None else int(raw.decode().partition(":")[2])
+
     def _load(self, partition: int) -> tuple[int | None, int]:
         raw = self._table.data.get(self.key(partition))
         if raw is None:
@@ -161,6 +166,8 @@ class ViewAgent:
             )
             for m in (e.message for e in events)
         ]
+        for i in faults.skipped("acknowledgement", len(events)):  # tests: Faust never sees these acks
+            events[i].message.acked = True
         lost = faults.skipped("delivered_record", len(records))  # tests: a delivery that drops records
         if lost:
             records = [r for i, r in enumerate(records) if i not in lost]
@@ -186,14 +193,14 @@ class ViewAgent:
             self.online.write(self.redis, writes),
             asyncio.to_thread(self.offline.write, result.rows) if result.rows else asyncio.sleep(0),
         )
+        for letter in result.dead_letters:  # a sink too: sent before the commit point
+            await self.dlq.send(key=letter.record.key, value=letter.record.value, headers=letter.headers())
+            _log_json(logging.WARNING, event="dead_letter", view=self.view.name, reason=letter.reason,
+                      partition=letter.record.partition, offset=letter.record.offset, error=letter.error)
         faults.hit("after_offline_write")  # crash tests: Parquet published, changelog not yet
         self._store_in_table(result, writes)
         if time.monotonic() - self._last_sweep >= self.settings.state_sweep_ms / 1000:
             self.expire_states()
-        for letter in result.dead_letters:
-            await self.dlq.send(key=letter.record.key, value=letter.record.value, headers=letter.headers())
-            _log_json(logging.WARNING, event="dead_letter", view=self.view.name, reason=letter.reason,
-                      partition=letter.record.partition, offset=letter.record.offset, error=letter.error)
         for gap in gaps:  # read and handled here, so Faust may commit past them
             for offset in range(gap.start, gap.end):
                 self.app.consumer.ack(Message(gap.topic, gap.partition, offset, 0.0, 0, None, None, None, None))
@@ -356,9 +363,38 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
         assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
         _log_json(logging.INFO, event="rebalance", assigned=assigned)
 
+    @app.timer(1.0)  # as often as Faust commits (broker_commit_interval)
+    async def commit_handled_offsets() -> None:
+        await _commit_handled(app, agents)
+
     app.rillet_metrics = metrics  # type: ignore[attr-defined]
     app.rillet_agents = agents  # type: ignore[attr-defined]
     return app
+
+
+async def _commit_handled(app: faust.App, agents: list[ViewAgent]) -> None:
+    """Commit each source partition up to the table's progress record, beside Faust's own commits.
+
+    Faust commits only offsets it saw acknowledged, without holes. Records it drops
+    while a worker joins (faust-streaming #596) leave a hole that never closes: seen
+    here as a worker that had applied every record (the table's progress at the
+    head) yet stayed hundreds of offsets behind on its commit until timeouts. The
+    progress record is written after a batch's sinks and dead letters, so every
+    offset up to it is handled, and committing there is safe.
+    """
+    if app.rebalancing:  # tables may be half restored; Faust seeks to the committed offsets after it
+        return
+    consumer = app.consumer
+    by_topic = {agent.view.topic: agent for agent in agents}
+    offsets = {}
+    for tp in consumer.assignment():
+        agent = by_topic.get(tp.topic)
+        last = agent.watermarks.stored_last_offset(tp.partition) if agent else None
+        committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - Faust's record of its last commit
+        if last is not None and (committed is None or last + 1 > committed):
+            offsets[tp] = last + 1
+    if offsets:
+        await consumer._commit_offsets(offsets)  # noqa: SLF001 - flushes the producer (changelog) first
 
 
 def _register_agent(app: faust.App, agent: ViewAgent, batch_size: int, wait_s: float) -> None:

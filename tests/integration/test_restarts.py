@@ -109,6 +109,26 @@ def test_records_the_stream_skipped_are_read_back_and_applied_in_order(stack, tm
     assert read_offline(settings.offline_root, view.name).num_rows == len(history)
 
 
+def test_offsets_faust_never_saw_acknowledged_are_committed_from_the_table_progress(stack, tmp_path):
+    """Faust commits only behind an unbroken run of acks; a hole (faust-streaming #596) stalled a
+    worker that had applied everything. A failpoint hides 5 acks from Faust; the commit still reaches the head."""
+    case = view_under_test(stack, tmp_path, FEATURES.replace("{partitions}", "2"), "acks", batch_size=100)
+    view, features, settings = case.view, case.features, case.settings
+    base = 1_767_225_600_000
+    history = synthetic_payments(users=10, events=600, start_ms=base, end_ms=base + 3_600_000, seed=8)
+    with EventProducer(settings, view) as producer:
+        producer.send_many(history)
+    worker = worker_process(settings, str(features), tmp_path, free_port(), {"RILLET_SKIP_ACKNOWLEDGEMENT": "40-44"})
+    try:
+        wait_caught_up(settings, settings.worker_group, view.topic, producer.report.heads, timeout_s=60,
+                       alive=worker.alive)
+    except StackError as exc:
+        pytest.fail(f"{exc}; the worker's log ends:\n{worker.tail(20)}")
+    finally:
+        worker.stop()
+    assert_online_equals_oracle(settings, view, history)
+
+
 def test_two_workers_split_the_partitions_and_agree_with_one(stack, tmp_path):
     case = view_under_test(stack, tmp_path, FEATURES.replace("{partitions}", "4"), "pair")
     name, view, features, settings = case.name, case.view, case.features, case.settings
