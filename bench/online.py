@@ -79,7 +79,7 @@ def main() -> None:
     (workdir / "features.py").write_text(FEATURES.read_text().replace(
         "../schemas/payment.avsc", str(Path(__file__).parent.parent / "schemas" / "payment.avsc")))
     [view] = load_views(workdir / "features.py")
-    with EmbeddedStack(Settings.from_env(), broker_port=0, workdir=workdir / "stack") as stack:
+    with EmbeddedStack(Settings.from_env(), broker_port=0, redis="embedded", workdir=workdir / "stack") as stack:
         settings = stack.settings
         populate(settings, view, args.entities)
         client = connect_redis(settings)

@@ -33,7 +33,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="rillet-bench-"))
     base = 1_767_225_600_000
     events = synthetic_payments(users=2000, events=args.events, start_ms=base, end_ms=base + 6 * 3_600_000)
-    with EmbeddedStack(Settings.from_env(), broker_port=0, workdir=workdir / "stack") as stack:
+    with EmbeddedStack(Settings.from_env(), broker_port=0, redis="embedded", workdir=workdir / "stack") as stack:
         topic = f"replay_{int(time.time())}"
         (workdir / "features.py").write_text(FEATURES.read_text().replace('"bench"', f'"{topic}"').replace(
             "../schemas/payment.avsc", str(Path(__file__).parent.parent / "schemas" / "payment.avsc")))

@@ -102,7 +102,7 @@ def main() -> None:
     rates["pure engine (decode, 15 features, state, offline rows)"] = n / seconds
     updates = n * len(view.features) / seconds
 
-    with EmbeddedStack(Settings.from_env(), broker_port=0, workdir=workdir / "stack") as stack:
+    with EmbeddedStack(Settings.from_env(), broker_port=0, redis="embedded", workdir=workdir / "stack") as stack:
         for label, count in (("rillet worker, 1 process", 1), ("rillet worker, 2 processes", 2)):
             topic = f"bench_{count}_{int(time.time())}"
             (workdir / "features.py").write_text(FEATURES.read_text().replace('"bench"', f'"{topic}"').replace(

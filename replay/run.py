@@ -35,6 +35,7 @@ from streams import faults
 from streams.definitions import FeatureView
 from streams.engine import ViewEngine
 from streams.errors import EventDecodeError, RilletError
+from streams.kafka_log import client_config
 from streams.processor import SourceRecord, ViewProcessor
 from streams.settings import Settings
 from streams.tansu import fetch_high_watermarks
@@ -256,7 +257,7 @@ class Replay:
         return self.registry.switch(self.view.name, info.version)
 
     def _consumer_config(self, group: str) -> dict:
-        config = {"bootstrap.servers": self.settings.bootstrap_servers, "group.id": group,
+        config = {**client_config(self.settings.bootstrap_servers), "group.id": group,
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "fetch.wait.max.ms": 50, "queued.max.messages.kbytes": 262_144,
                   "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024}

@@ -32,6 +32,7 @@ class Aggregation(Protocol):
 
     name: str
     counts_nulls: bool  # True only for `count`: nulls are events too
+    needs_numbers: bool  # sum, mean, stddev: a definition over a non-numeric field is refused at load
 
     def initial(self) -> Any: ...
     def add(self, state: Any, value: Any, event_ms: int, offset: int) -> Any: ...
@@ -61,6 +62,7 @@ class Count:
 
     name = "count"
     counts_nulls = True
+    needs_numbers = False
 
     def initial(self) -> int:
         return 0
@@ -83,6 +85,7 @@ class Sum(_FoldMerge):
 
     name = "sum"
     counts_nulls = False
+    needs_numbers = True
 
     def initial(self) -> list:
         return [0, 0.0]
@@ -145,6 +148,7 @@ class Mean(_FoldMerge):
 
     name = "mean"
     counts_nulls = False
+    needs_numbers = True
 
     def initial(self) -> list:
         return [0, 0, 0.0]
@@ -184,6 +188,7 @@ class Min:
 
     name = "min"
     counts_nulls = False
+    needs_numbers = False
 
     def initial(self) -> Any:
         return None
@@ -239,6 +244,7 @@ class Last:
 
     name = "last"
     counts_nulls = False
+    needs_numbers = False
 
     def initial(self) -> Any:
         return None
@@ -274,6 +280,7 @@ class StdDev(_FoldMerge):
 
     name = "stddev"
     counts_nulls = False
+    needs_numbers = True
 
     def initial(self) -> list:
         return [0, 0.0, 0.0]
@@ -365,6 +372,7 @@ class CountDistinct:
 
     name = "count_distinct"
     counts_nulls = False
+    needs_numbers = False
 
     def initial(self) -> Any:
         return []

@@ -7,6 +7,7 @@ non-zero (2 for usage, 1 for runtime); tracebacks are for bugs only.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -18,15 +19,46 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from streams.errors import ConfigError, RilletError
+from streams.kafka_log import client_config
 from streams.settings import Settings, redact_url
 
 __all__ = ["main"]
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, and a record of its flags and sub-commands to name a misspelled flag."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # "--feat" must not silently mean "--features"
+        self.flags: set[str] = set()
+        self.commands: dict[str, _Parser] = {}
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> Any:
+        self.flags.update(a for a in args if isinstance(a, str) and a.startswith("-"))
+        return super().add_argument(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"rillet: error: {message} (see 'rillet {self.prog.split()[-1]} --help')\n"
                   if " " in self.prog else f"rillet: error: {message} (see 'rillet --help')\n")
+
+    def check_flags(self, argv: list[str]) -> None:
+        """Name the first unknown `--flag` (argparse would first complain that --view is missing)."""
+        import difflib
+
+        parser, allowed = self, set(self.flags)
+        for token in argv:
+            if token == "--":
+                return
+            if not token.startswith("--"):
+                if token in parser.commands:
+                    parser = parser.commands[token]
+                    allowed |= parser.flags
+                continue
+            flag = token.split("=", 1)[0]
+            if flag not in allowed:
+                close = difflib.get_close_matches(flag, sorted(allowed), n=1)
+                parser.error(f"unknown flag {flag}" + (f" (did you mean {close[0]}?)" if close else ""))
 
 
 def _parse_time_ms(text: str) -> int:
@@ -52,10 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--features", help="feature definitions file (default: $RILLET_FEATURES "
                         "or examples/payments/features.py)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.commands = sub.choices
 
     up = sub.add_parser("up", help="start the embedded broker (Tansu) and Redis (Valkey if none answers)")
     up.add_argument("--broker-port", type=int, default=None, help="broker port (default: RILLET_BOOTSTRAP_SERVERS)")
-    up.add_argument("--redis", choices=["auto", "embedded", "external"], default="auto")
+    up.add_argument("--redis", choices=["auto", "embedded", "external"], default="auto",
+                    help="auto: the Redis at RILLET_REDIS_URL when that is set and answers, else an embedded "
+                    "Valkey (append-only file under data/stack); embedded: always Valkey; external: must answer")
 
     worker = sub.add_parser("worker", help="run a stream worker for the defined views")
     worker.add_argument("--features", dest="sub_features", help="feature definitions file")
@@ -116,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     schemas_cmd = sub.add_parser("schemas", help="schema tools")
     schemas_sub = schemas_cmd.add_subparsers(dest="schemas_command", required=True, parser_class=_Parser)
+    schemas_cmd.commands = schemas_sub.choices
     schemas_check = schemas_sub.add_parser("check", help="check every .avsc against its earlier versions in git")
     schemas_check.add_argument("--dir", default=None, help="folder of .avsc files (default: the schemas package)")
     schemas_check.add_argument("--base", default=None, help="git ref of history to compare with "
@@ -149,8 +185,11 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     stopped = threading.Event()  # handlers first: a signal during start-up must still clean up
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
-    stack = EmbeddedStack(settings, broker_port=args.broker_port, redis=args.redis, workdir="data/stack",
-                          registry=True)
+    mode = args.redis
+    if mode == "auto" and not os.environ.get("RILLET_REDIS_URL"):
+        mode = "embedded"  # a Redis that merely answers on the default port is somebody else's: never fill it
+    stack = EmbeddedStack(settings, broker_port=args.broker_port, redis=mode, workdir="data/stack",
+                          registry=True, persist_redis=True)
     stack.start()
     for note in stack.notes:
         print(note)
@@ -335,7 +374,7 @@ def _topic_heads(settings: Settings, topic: str) -> dict[int, int]:
 
     from streams.tansu import fetch_high_watermarks
 
-    meta = AdminClient({"bootstrap.servers": settings.bootstrap_servers}).list_topics(topic, timeout=10)
+    meta = AdminClient(client_config(settings.bootstrap_servers)).list_topics(topic, timeout=10)
     tp = namedtuple("tp", "topic partition")
     partitions = [tp(topic, p) for p in sorted(meta.topics[topic].partitions)] if topic in meta.topics else []
     return {k.partition: v for k, v in fetch_high_watermarks(settings.bootstrap_servers, partitions).items()}
@@ -381,9 +420,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     views = _views(args, settings)
     app = make_app(FeatureReader(views, connect_redis(settings)), connect_redis_async(settings, max_connections=32))
-    print(f"serving {', '.join(v.name for v in views)} on http://{args.host}:{args.port} "
-          "(POST /features/online, GET /openapi.json)", flush=True)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    ready = (f"serving {', '.join(v.name for v in views)} on http://{args.host}:{args.port} "
+             "(POST /features/online, GET /openapi.json)")
+    try:  # the line is printed once the port is bound, not before
+        web.run_app(app, host=args.host, port=args.port, print=lambda _: print(ready, flush=True), access_log=None)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {args.port} on {args.host} is in use; pick another with --port") from None
+        raise ConfigError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0
 
 
@@ -421,11 +465,16 @@ COMMANDS = {"up": cmd_up, "worker": cmd_worker, "publish": cmd_publish, "get": c
 def main(argv: list[str] | None = None) -> int:
     # confluent-kafka's registry client imports authlib's deprecated httpx integration: not ours to fix
     warnings.filterwarnings("ignore", message=".*httpx module is deprecated.*")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser.check_flags(argv)
+    args = parser.parse_args(argv)
+    settings = None
     try:
         settings = Settings.from_env()
         logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per registry request is noise
+        for chatty in ("httpx", "httpx2", "httpcore"):  # one INFO line per registry request is noise
+            logging.getLogger(chatty).setLevel(logging.WARNING)
         return COMMANDS[args.command](args, settings)
     except RilletError as exc:
         print(f"rillet: error: {exc}", file=sys.stderr)
@@ -433,6 +482,32 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rillet: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = _service_failure(exc, settings)
+        if message is None:
+            raise  # a bug: the traceback is wanted
+        print(f"rillet: error: {message}", file=sys.stderr)
+        return 1
+
+
+def _service_failure(exc: Exception, settings: Settings | None) -> str | None:
+    """One line for a service that is down or refuses, whichever command met it; None for anything else."""
+    import redis
+    from confluent_kafka import KafkaException
+
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        where = redact_url(settings.redis_url) if settings else "RILLET_REDIS_URL"
+        reason = str(exc).split(". ")[0].replace(redact_url(where), "").strip() or type(exc).__name__
+        return (f"Redis at {where} does not answer ({reason}); start it (rillet up) or point "
+                "RILLET_REDIS_URL at one")
+    if isinstance(exc, redis.AuthenticationError | redis.ResponseError):
+        return f"Redis refused the request: {exc}"
+    if isinstance(exc, KafkaException):
+        error = exc.args[0] if exc.args else exc
+        where = settings.bootstrap_servers if settings else "RILLET_BOOTSTRAP_SERVERS"
+        text = error.str() if hasattr(error, "str") else str(error)
+        return f"broker at {where}: {text}"
+    return None
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from streams.kafka_log import client_config
 from streams.settings import Settings
 
 __all__ = ["read_dead_letters"]
@@ -16,8 +17,8 @@ __all__ = ["read_dead_letters"]
 def read_dead_letters(settings: Settings, topic: str, *, idle_s: float = 5.0) -> Iterator[dict]:
     """Every record of `topic` from the start, as a dict of its rillet headers, until `idle_s` pass
     without a new one. Partitions are assigned directly (no group to join, nothing committed)."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers,
-                         "group.id": f"rillet-dlq-reader-{uuid.uuid4()}", "enable.auto.commit": False})
+    consumer = Consumer(client_config(settings.bootstrap_servers, **{
+                         "group.id": f"rillet-dlq-reader-{uuid.uuid4()}", "enable.auto.commit": False}))
     metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
     partitions = sorted(metadata.partitions) if metadata is not None and not metadata.error else []
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])

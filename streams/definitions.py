@@ -21,7 +21,7 @@ from streams.errors import DefinitionError
 from streams.timeutil import duration_label, to_ms
 from streams.windows import Session, Sliding, Tumbling, Window
 
-__all__ = ["Feature", "FeatureView", "NotNull", "Range", "load_views"]
+__all__ = ["Feature", "FeatureView", "NotNull", "Range", "check_against_schema", "load_views"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +154,8 @@ class FeatureView:
         try:
             return json.loads(Path(self.schema).read_text())
         except OSError as exc:
-            raise DefinitionError(f"FeatureView {self.name}: cannot read schema {self.schema}: {exc}") from exc
+            raise DefinitionError(f"FeatureView {self.name}: cannot read schema {self.schema}: {exc.strerror or exc} "
+                                  "(a relative schema path is resolved against the features file's folder)") from None
         except json.JSONDecodeError as exc:
             raise DefinitionError(f"FeatureView {self.name}: schema {self.schema} is not JSON: {exc}") from exc
 
@@ -191,6 +192,8 @@ def load_views(path: str | Path) -> list[FeatureView]:
     Relative schema paths are resolved against the definitions file's folder.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DefinitionError(f"feature definitions file {str(path)!r} is a directory; name the .py file in it")
     if not path.is_file():
         raise DefinitionError(f"feature definitions file {str(path)!r} does not exist")
     module_name = f"rillet_features_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
@@ -202,7 +205,11 @@ def load_views(path: str | Path) -> list[FeatureView]:
     try:
         spec.loader.exec_module(module)
     except DefinitionError as exc:
-        raise DefinitionError(f"{path}: {exc}") from exc
+        raise DefinitionError(f"{path}:{_line_in(path, exc)}: {exc}") from exc
+    except SyntaxError as exc:
+        raise DefinitionError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except Exception as exc:  # the user's code failed to import: say where, not how deep
+        raise DefinitionError(f"{path}:{_line_in(path, exc)}: {type(exc).__name__}: {exc}") from None
     views = [v for v in vars(module).values() if isinstance(v, FeatureView)]
     if not views:
         raise DefinitionError(f"{path} defines no FeatureView")
@@ -217,4 +224,67 @@ def load_views(path: str | Path) -> list[FeatureView]:
     names = [v.name for v in resolved]
     if len(set(names)) != len(names):
         raise DefinitionError(f"{path}: view names repeat: {names}")
+    for view in resolved:
+        check_against_schema(view)
     return resolved
+
+
+_NUMBERS = {"int", "long", "float", "double"}
+_TIMES = {"int", "long"}  # epoch milliseconds, with or without a timestamp-millis logical type
+
+
+def _base_types(avro_type: object) -> set[str]:
+    """The Avro types a field's values can have, unions unwrapped and null left out."""
+    if isinstance(avro_type, list):
+        return set().union(*(_base_types(t) for t in avro_type))
+    if isinstance(avro_type, dict):
+        return _base_types(avro_type.get("type"))
+    return set() if avro_type == "null" else {str(avro_type)}
+
+
+def check_against_schema(view: FeatureView) -> None:
+    """Refuse a definition its schema cannot feed: a field the schema lacks, or sum/mean/stddev over text.
+
+    Without this a misspelled field loads fine and reads as null forever.
+
+    Raises:
+        DefinitionError: naming the view, the feature and the field, and the fields that exist.
+    """
+    schema = view.schema_json
+    fields = {f["name"]: _base_types(f["type"]) for f in schema.get("fields", [])} if isinstance(schema, dict) else {}
+    where = f"schema {Path(view.schema).name}"
+    listed = f"its fields: {', '.join(fields) or '(none)'}"
+
+    def lacks(what: str, name: str) -> DefinitionError:
+        return DefinitionError(f"view {view.name}: {what} {name!r}, which is not a field of {where}; {listed}")
+
+    if view.entity not in fields:
+        raise lacks("entity", view.entity)
+    if view.event_time is not None:
+        if view.event_time not in fields:
+            raise lacks("event_time", view.event_time)
+        if not fields[view.event_time] or not fields[view.event_time] <= _TIMES:
+            raise DefinitionError(f"view {view.name}: event_time {view.event_time!r} is "
+                                  f"{'/'.join(sorted(fields[view.event_time]))} in {where}; it must be a long "
+                                  "(epoch milliseconds, e.g. logicalType timestamp-millis)")
+    for feature in view.features:
+        if feature.field is None:
+            continue
+        if feature.field not in fields:
+            raise lacks(f"feature {feature.name} reads field", feature.field)
+        if get_aggregation(feature.aggregation).needs_numbers and not fields[feature.field] <= _NUMBERS:
+            raise DefinitionError(
+                f"view {view.name}: feature {feature.name}: {feature.aggregation} needs a number, but field "
+                f"{feature.field!r} is {'/'.join(sorted(fields[feature.field]))} in {where}")
+    for name in view.checks:
+        if name not in fields:
+            raise lacks("check on field", name)
+
+
+def _line_in(path: Path, exc: BaseException) -> str:
+    """The line of the definitions file where `exc` was raised (its deepest frame in that file)."""
+    import traceback
+
+    lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__)
+             if Path(frame.filename).resolve() == path.resolve()]
+    return str(lines[-1]) if lines else "?"

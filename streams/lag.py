@@ -13,6 +13,7 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.errors import StackError
+from streams.kafka_log import client_config
 from streams.settings import Settings
 
 __all__ = ["committed_offsets", "wait_caught_up"]
@@ -20,8 +21,7 @@ __all__ = ["committed_offsets", "wait_caught_up"]
 
 def committed_offsets(settings: Settings, group: str, topic: str, partitions: list[int]) -> dict[int, int]:
     """The group's committed offset per partition (0 where none is committed)."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group,
-                         "enable.auto.commit": False})
+    consumer = Consumer(client_config(settings.bootstrap_servers, **{"group.id": group, "enable.auto.commit": False}))
     try:
         result = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
     finally:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from streams.errors import StackError
+from streams.kafka_log import client_config
 from streams.processor import SourceRecord
 
 __all__ = ["GapReader", "OffsetGap", "fill_gaps", "find_gaps"]
@@ -75,8 +76,8 @@ class GapReader:
         from confluent_kafka import Consumer, TopicPartition
 
         if self._consumer is None:
-            self._consumer = Consumer({"bootstrap.servers": self.bootstrap_servers, "group.id": "rillet-gap-reader",
-                                       "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+            self._consumer = Consumer(client_config(self.bootstrap_servers, **{
+                "group.id": "rillet-gap-reader", "enable.auto.commit": False, "fetch.wait.max.ms": 50}))
         consumer = self._consumer
         consumer.assign([TopicPartition(gap.topic, gap.partition, gap.start)])
         found: list[SourceRecord] = []

@@ -20,6 +20,7 @@ from schemas.codec import EventEncoder, InvalidEventError
 from schemas.store import SchemaStore, open_schema_store
 from streams.definitions import FeatureView
 from streams.errors import RilletError
+from streams.kafka_log import client_config
 from streams.settings import Settings
 
 __all__ = ["DeliveryReport", "EventProducer", "read_jsonl"]
@@ -47,7 +48,7 @@ class EventProducer:
         self.encoder = EventEncoder(view, store or open_schema_store(settings))
         ensure_topics(settings, [view])  # an auto-created topic would get the broker's default partitions
         config = {
-            "bootstrap.servers": settings.bootstrap_servers,
+            **client_config(settings.bootstrap_servers),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,  # one-record batches cost ~100x more per message on Tansu

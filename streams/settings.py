@@ -13,7 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from streams.errors import ConfigError
 
-__all__ = ["ENV_VARS", "Settings", "redact_url"]
+__all__ = ["ENV_VARS", "LOG_LEVELS", "Settings", "redact_url"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def redact_url(url: str) -> str:
@@ -122,6 +124,8 @@ class Settings:
             raise ConfigError(f"RILLET_PARTITIONS={self.partitions}: must be at least 1")
         if self.batch_size < 1:
             raise ConfigError(f"RILLET_BATCH_SIZE={self.batch_size}: must be at least 1")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(f"RILLET_LOG_LEVEL={self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
 
     @property
     def offline_root(self) -> Path:

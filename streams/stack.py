@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import redis
 
 from streams.errors import StackError
+from streams.kafka_log import client_config
 from streams.settings import Settings, redact_url
 
 __all__ = ["EmbeddedStack", "ManagedProcess", "free_port", "wait_until"]
@@ -147,7 +148,7 @@ def broker_answers(bootstrap: str) -> bool:
     if not port_open(host or "127.0.0.1", int(port)):
         return False
     try:
-        AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=2)
+        AdminClient(client_config(bootstrap, log_level=0)).list_topics(timeout=2)
         return True
     except KafkaException:
         return False
@@ -162,10 +163,14 @@ class EmbeddedStack:
         redis: "auto" (use the configured Redis when it answers, else start Valkey),
             "embedded" (always start Valkey on a free port) or "external" (must answer).
         workdir: where logs go.
+        persist_redis: the embedded Valkey keeps an append-only file in `workdir`, so a restart of it
+            loses nothing (`rillet up`); tests and the demo start empty each time.
     """
 
     def __init__(self, settings: Settings, *, broker_port: int | None = None, redis: str = "auto",
-                 workdir: str | Path | None = None, quiet: bool = False, registry: bool = False) -> None:
+                 workdir: str | Path | None = None, quiet: bool = False, registry: bool = False,
+                 persist_redis: bool = False) -> None:
+        self.persist_redis = persist_redis
         self.base = settings
         self.settings = settings
         self.broker_port = broker_port
@@ -262,7 +267,8 @@ class EmbeddedStack:
         proc = ManagedProcess(
             "redis",
             [valkey_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
+             "--appendonly", "yes" if self.persist_redis else "no", "--appendfsync", "everysec",
+             "--dir", str(self.workdir)],
             self.workdir / "valkey.log",
         ).start()
         self.processes.append(proc)

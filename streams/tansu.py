@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from streams.kafka_log import client_config
+
 __all__ = [
     "FAUST_GROUP_TIMING",
     "LIBRDKAFKA_GROUP_TIMING",
@@ -68,8 +70,8 @@ def fetch_high_watermarks(bootstrap_servers: str, partitions: list[Any], timeout
 
     if not partitions:
         return {}
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "rillet-high-watermark-probe",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+    consumer = Consumer(client_config(bootstrap_servers, **{"group.id": "rillet-high-watermark-probe",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 10}))
     try:
         reported = {tp: consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout_s)[1]
                     for tp in partitions}

@@ -11,6 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.definitions import FeatureView
 from streams.errors import StackError
+from streams.kafka_log import client_config
 from streams.settings import Settings
 
 __all__ = ["ensure_topics", "partition_counts"]
@@ -18,7 +19,7 @@ __all__ = ["ensure_topics", "partition_counts"]
 
 def partition_counts(settings: Settings) -> dict[str, int]:
     """Every topic's partition count, from the broker's metadata."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = AdminClient(client_config(settings.bootstrap_servers))
     try:
         topics = admin.list_topics(timeout=10).topics
     except KafkaException as exc:
@@ -28,7 +29,7 @@ def partition_counts(settings: Settings) -> dict[str, int]:
 
 def ensure_topics(settings: Settings, views: list[FeatureView]) -> list[str]:
     """Create each view's source and DLQ topic if missing; returns the names created."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = AdminClient(client_config(settings.bootstrap_servers))
     existing = set(partition_counts(settings))
     wanted = {}
     for view in views:

@@ -1,6 +1,7 @@
 """Fixtures: the real stack, started once per test session.
 
-`stack` is the embedded one (Tansu + the local Redis, or an embedded Valkey)
+`stack` is the embedded one (Tansu + a Valkey of its own on a free port: a test never writes
+to a Redis it did not start)
 and, where a Docker engine answers, also Apache Kafka and Redis containers
 (testcontainers): integration tests that take `stack` run on both.
 """
@@ -57,5 +58,5 @@ def stack(request, tmp_path_factory):
             yield running
         return
     workdir = tmp_path_factory.mktemp("stack")
-    with EmbeddedStack(Settings.from_env(), broker_port=0, redis="auto", workdir=workdir, registry=True) as running:
+    with EmbeddedStack(Settings.from_env(), broker_port=0, redis="embedded", workdir=workdir, registry=True) as running:
         yield running

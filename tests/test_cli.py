@@ -36,3 +36,109 @@ def test_bad_input_is_one_line(args, env, code, needle):
     assert needle in lines[0]
     assert "Traceback" not in result.stderr
     assert "hunter2" not in result.stderr
+
+
+def _features(tmp_path, body: str):
+    path = tmp_path / "features.py"
+    path.write_text(body)
+    return str(path)
+
+
+GOOD_VIEW = """
+from streams import Feature, FeatureView, Tumbling
+from schemas import SCHEMA_DIR
+payments = FeatureView(name="payments", topic="payments", schema=SCHEMA_DIR / "payment.avsc",
+                       entity={entity!r}, event_time={event_time!r},
+                       features=[Feature({field!r}, {agg!r}, Tumbling("5m"))])
+"""
+
+
+@pytest.mark.parametrize(("body", "needle"), [
+    ("x = (\n", "features.py:1: syntax error"),
+    ("import os\nimport no_such_module_here\n", "features.py:2: ModuleNotFoundError: No module named"),
+    ("from streams import FeatureView\n\nraise RuntimeError('boom')\n", "features.py:3: RuntimeError: boom"),
+    (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="amuont", agg="sum"),
+     "view payments: feature amuont_sum_5m reads field 'amuont', which is not a field of schema payment.avsc; "
+     "its fields: user_id, amount, merchant, event_time"),
+    (GOOD_VIEW.format(entity="user", event_time="event_time", field="amount", agg="sum"),
+     "view payments: entity 'user', which is not a field"),
+    (GOOD_VIEW.format(entity="user_id", event_time="ts", field="amount", agg="sum"),
+     "view payments: event_time 'ts', which is not a field"),
+    (GOOD_VIEW.format(entity="user_id", event_time="merchant", field="amount", agg="sum"),
+     "event_time 'merchant' is string"),
+    (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="merchant", agg="mean"),
+     "feature merchant_mean_5m: mean needs a number, but field 'merchant' is string"),
+])
+@pytest.mark.parametrize("command", [["get", "--view", "payments", "--entity", "u1"], ["worker"]])
+def test_broken_features_file_is_one_line(tmp_path, body, needle, command):
+    path = _features(tmp_path, body)
+    result = rillet(command[0], "--features", path, *command[1:])
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("rillet: error:") and needle in line, line
+
+
+def test_a_good_definition_still_loads(tmp_path):
+    from streams.definitions import load_views
+
+    [view] = load_views(_features(tmp_path, GOOD_VIEW.format(entity="user_id", event_time="event_time",
+                                                             field="merchant", agg="count_distinct")))
+    assert view.feature_names == ["merchant_count_distinct_5m"]
+
+
+@pytest.mark.parametrize(("args", "env", "needle"), [
+    (["publish", "--veiw", "payments", "--file", "x.jsonl"], None, "unknown flag --veiw (did you mean --view?)"),
+    (["get", "--view", "payments", "--entity", "u1", "--as_of", "1"], None, "unknown flag --as_of"),
+    (["get", "--view", "payments", "--entity", "u1"], {"RILLET_LOG_LEVEL": "verbose"},
+     "RILLET_LOG_LEVEL='verbose': use one of debug, info, warning, error"),
+])
+def test_misspelled_flags_and_settings_are_named(args, env, needle):
+    result = rillet(*args, env=env)
+    assert result.returncode in (1, 2), result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert needle in line, line
+
+
+def test_a_directory_as_features_file_says_so(tmp_path):
+    result = rillet("get", "--features", str(tmp_path), "--view", "payments", "--entity", "u1")
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "is a directory" in line, line
+
+
+def test_redis_down_is_one_line():
+    from streams.stack import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    result = rillet("get", "--view", "payments", "--entity", "u1", env={"RILLET_REDIS_URL": url})
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"rillet: error: Redis at {url} does not answer"), line
+
+
+def test_serve_on_a_port_in_use_is_one_line():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = rillet("serve", "--port", str(port))
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert f"port {port} on 127.0.0.1 is in use" in line, line
+
+
+def test_broker_down_is_one_line_per_problem(tmp_path):
+    from streams.stack import free_port
+
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"user_id": "u1", "amount": 1.0, "merchant": "m", "event_time": 1}\n')
+    result = rillet("publish", "--view", "payments", "--file", str(events),
+                    env={"RILLET_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"})
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("rillet: error: broker at 127.0.0.1:"), lines
+    assert len(lines) <= 4, lines  # librdkafka's log: one line per distinct problem, not one per retry
+    assert "Traceback" not in result.stderr
