@@ -19,6 +19,7 @@ worker already sent each one to the DLQ.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter, namedtuple
@@ -39,7 +40,7 @@ from streams.kafka_log import client_config
 from streams.processor import SourceRecord, ViewProcessor
 from streams.settings import Settings
 from streams.tansu import fetch_high_watermarks
-from streams.watermark import Watermarks
+from streams.watermark import PartitionProgress, Watermarks
 
 __all__ = ["PartitionRange", "Replay", "ReplayReport"]
 
@@ -90,7 +91,7 @@ class Replay:
         self.engine = ViewEngine(view)
 
     # ----------------------------------------------------------------- planning
-    def plan(self, progress: dict[int, tuple[int | None, int]] | None = None) -> list[PartitionRange]:
+    def plan(self, progress: dict[int, PartitionProgress] | None = None) -> list[PartitionRange]:
         """Per partition: where reading starts (resumed progress, the offset for --from, or the start) and the head."""
         from confluent_kafka import Consumer
 
@@ -113,7 +114,7 @@ class Replay:
                     target = self.from_ms - self.view.longest_window_ms - self.view.grace_ms
                     start = self._first_offset_at(consumer, p, start, head, target)
                 if progress and p in progress:
-                    start = max(start, progress[p][1] + 1)
+                    start = max(start, progress[p].last_offset + 1)
                 ranges.append(PartitionRange(p, start, head))
             return ranges
         finally:
@@ -207,8 +208,6 @@ class Replay:
             consumer.close()
         report.seconds = time.monotonic() - started
         info = self.registry.get(self.view.name, info.version) or info
-        info.events += report.counts["aggregated"]
-        self.registry.save(self.view.name, info)
         if not pending and self.switch:
             report.switched_from = self._hand_over_and_switch(info, watermarks)
             report.switched = True
@@ -230,30 +229,42 @@ class Replay:
         with self.redis.pipeline(transaction=True) as pipe:
             for w in writes:
                 pipe.set(online.key(w.entity), w.state, px=online.expire_ms)
-            for partition, (watermark, last) in processor.watermarks.items():
-                pipe.hset(progress_key, str(partition), f"{'' if watermark is None else watermark},{last}")
+            progress = processor.watermarks.items()
+            pipe.hset(progress_key, mapping={str(p): entry.encode() for p, entry in progress})
+            pipe.hset(online.events_key, mapping={str(p): entry.aggregated for p, entry in progress})
             pipe.execute()
 
-    def _load_progress(self, version: int) -> dict[int, tuple[int | None, int]]:
+    def _load_progress(self, version: int) -> dict[int, PartitionProgress]:
         raw = self.redis.hgetall(VersionRegistry.progress_key(self.view.name, version))
-        out = {}
-        for partition, value in raw.items():
-            watermark, last = value.decode().split(",")
-            out[int(partition)] = (int(watermark) if watermark else None, int(last))
-        return out
+        return {int(partition): PartitionProgress.decode(value) for partition, value in raw.items()}
 
     def _hand_over_and_switch(self, info: VersionInfo, watermarks: Watermarks) -> int | None:
-        """The new version's live workers start where the replay ended; then readers switch to it."""
-        from confluent_kafka import Consumer
+        """The new version's live workers start where the replay ended; then readers switch to it.
 
-        group = live_group(self.settings.worker_group, {self.view.name: info.version})
-        consumer = Consumer(self._consumer_config(group))
-        try:
-            offsets = [_tp(self.view.topic, p, last + 1) for p, (_, last) in watermarks.items() if last >= 0]
-            if offsets:
+        The offsets go to the version's own consumer group, which no worker has
+        joined yet (a worker refuses to start on a version that is not active). Should
+        the broker refuse them anyway (a member joined meanwhile), nothing is lost: the
+        workers read the replay's progress record from Redis and skip every record up
+        to it, so the commit only saves them re-reading that far.
+        """
+        from confluent_kafka import Consumer, KafkaException
+
+        group = live_group(self.settings.worker_group, {self.view.name: info})
+        offsets = [_tp(self.view.topic, p, entry.last_offset + 1) for p, entry in watermarks.items()
+                   if entry.last_offset >= 0]
+        refused = "RILLET_SKIP_HANDOVER_COMMIT (tests)" if faults.skipped("handover_commit", 1) else None
+        if offsets and refused is None:
+            consumer = Consumer(self._consumer_config(group))
+            try:
                 consumer.commit(offsets=offsets, asynchronous=False)
-        finally:
-            consumer.close()
+            except KafkaException as exc:
+                refused = exc.args[0].str()
+            finally:
+                consumer.close()
+        if refused:
+            log.warning(json.dumps({"event": "handover_commit_refused", "view": self.view.name,
+                                    "version": info.version, "group": group, "error": refused,
+                                    "message": "workers start from the replay's progress record instead"}))
         return self.registry.switch(self.view.name, info.version)
 
     def _consumer_config(self, group: str) -> dict:

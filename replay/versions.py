@@ -4,7 +4,8 @@ Redis layout, beside the online keys `rillet:{view}:v{n}:e:{entity}`:
 
     rillet:{view}:versions        hash: version -> JSON record (below)
     rillet:{view}:active          the active version's number
-    rillet:{view}:v{n}:progress   hash: partition -> "watermark,last offset" (a replay's commit point)
+    rillet:{view}:v{n}:progress   hash: partition -> "watermark,last offset,aggregated" (a replay's commit point)
+    rillet:{view}:v{n}:events     hash: partition -> events aggregated (replay and live workers)
 
 A record holds the definition's fingerprint, its state (`building`, `active`,
 `retired`), when it was created and switched, events processed, and the
@@ -23,6 +24,7 @@ from typing import Any
 
 import redis
 
+from sinks.online import events_key
 from streams.definitions import Feature, FeatureView
 from streams.errors import RilletError
 from streams.windows import Session, Sliding, Tumbling
@@ -51,14 +53,16 @@ class VersionInfo:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def live_group(worker_group: str, versions: dict[str, int]) -> str:
+def live_group(worker_group: str, versions: dict[str, VersionInfo]) -> str:
     """The consumer group (and Faust app id) of live workers for these views at these versions.
 
-    Version 1 of every view keeps the configured group. A replayed version gets
-    a group of its own, whose offsets the replay sets where it ended, so its
-    workers go on exactly from there while the old version's workers stop.
+    A version its first worker created keeps the configured group. A version a
+    replay built, the first one included, gets a group of its own: the replay
+    sets its offsets where it ended, which Kafka only allows in a group with no
+    live member, and the configured group may have members (other views'
+    workers, or this view's old-version workers).
     """
-    rebuilt = sorted(f"{view}-v{n}" for view, n in versions.items() if n != 1)
+    rebuilt = sorted(f"{view}-v{info.version}" for view, info in versions.items() if info.replay)
     return ".".join([worker_group, *rebuilt])
 
 
@@ -104,11 +108,18 @@ class VersionRegistry:
 
     def list(self, view: str) -> list[VersionInfo]:
         raw = self.redis.hgetall(self._versions_key(view))
-        return sorted((VersionInfo(**json.loads(v)) for v in raw.values()), key=lambda i: i.version)
+        return sorted((self._with_events(view, VersionInfo(**json.loads(v))) for v in raw.values()),
+                      key=lambda i: i.version)
 
     def get(self, view: str, version: int) -> VersionInfo | None:
         raw = self.redis.hget(self._versions_key(view), str(version))
-        return VersionInfo(**json.loads(raw)) if raw else None
+        return self._with_events(view, VersionInfo(**json.loads(raw))) if raw else None
+
+    def _with_events(self, view: str, info: VersionInfo) -> VersionInfo:
+        """`events`: what the version aggregated, replay and live workers together, summed over partitions
+        (each partition's count is written beside its states, exact across restarts)."""
+        info.events = sum(int(n) for n in self.redis.hvals(events_key(view, info.version)))
+        return info
 
     def active(self, view: str) -> int | None:
         raw = self.redis.get(self.active_key(view))
@@ -183,7 +194,7 @@ class VersionRegistry:
                 continue
             for batch in _batched(self.redis.scan_iter(f"rillet:{view}:v{info.version}:e:*", count=1000), 1000):
                 self.redis.unlink(*batch)
-            self.redis.delete(self.progress_key(view, info.version))
+            self.redis.delete(self.progress_key(view, info.version), events_key(view, info.version))
             self.redis.hdel(self._versions_key(view), str(info.version))
             removed.append(info.version)
         return removed

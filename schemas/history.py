@@ -1,9 +1,11 @@
 """`rillet schemas check`: every .avsc against its earlier versions in git history.
 
 Git history is the record of schema versions. Subjects follow Confluent's
-TopicNameStrategy: `payment.avsc` is subject `payment-value` unless
-`compatibility.json` beside the schemas maps it (`{"subjects": {"payment.avsc":
-"payments-value"}, "modes": {"payments-value": "FULL"}, "default": "BACKWARD"}`).
+TopicNameStrategy, as producers register them: a schema file is checked as
+`<topic>-value` for the topic of every view that reads it (from the features
+file). A file no view reads takes its subject from `compatibility.json` beside
+the schemas (`{"subjects": {"payment.avsc": "payments-value"}, "modes":
+{"payments-value": "FULL"}, "default": "BACKWARD"}`), else `<file stem>-value`.
 """
 
 from __future__ import annotations
@@ -71,27 +73,42 @@ def registered_versions(registry_url: str, subject: str) -> list[dict]:
     return [json.loads(client.get_version(subject, n).schema.schema_str) for n in numbers]
 
 
-def check_folder(folder: Path, base: str | None = None,
-                 registry_url: str = "") -> tuple[list[SubjectProblem], int]:
+def check_folder(folder: Path, base: str | None = None, registry_url: str = "",
+                 readers: dict[Path, list[tuple[str, str]]] | None = None) -> tuple[list[SubjectProblem], list[str]]:
     """Check every `.avsc` in `folder` against its git history and, given a registry, its registered
-    versions (which count as the latest); returns the problems and how many subjects were checked."""
+    versions (which count as the latest).
+
+    Args:
+        readers: per schema file (resolved path), the (subject, view) pairs of the views reading it.
+
+    Returns:
+        The problems, and one line per subject checked saying which file it was and why that subject.
+    """
     folder = folder.resolve()
     repo = Path(_git(folder, "rev-parse", "--show-toplevel").strip())
     base = base or merge_base(repo)
     config_path = folder / "compatibility.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     problems: list[SubjectProblem] = []
-    files = sorted(folder.glob("*.avsc"))
-    for path in files:
-        subject = config.get("subjects", {}).get(path.name, f"{path.stem}-value")
-        mode = Mode(config.get("modes", {}).get(subject, config.get("default", "BACKWARD")))
-        try:
-            new = json.loads(path.read_text())
-            previous = [json.loads(text) for text in _versions(repo, path, base)]
-            if registry_url:
-                previous += [v for v in registered_versions(registry_url, subject) if v not in previous]
-            found = check(new, previous, mode)
-        except (json.JSONDecodeError, InvalidSchemaError) as exc:
-            found = [Incompatibility("/", f"invalid schema: {exc}", "invalid")]
-        problems += [SubjectProblem(subject, p) for p in found]
-    return problems, len(files)
+    checked: list[str] = []
+    for path in sorted(folder.glob("*.avsc")):
+        pairs = sorted(set((readers or {}).get(path.resolve(), [])))
+        if pairs:
+            subjects = [(subject, f"read by view {view}") for subject, view in pairs]
+        elif path.name in config.get("subjects", {}):
+            subjects = [(config["subjects"][path.name], "mapped in compatibility.json")]
+        else:
+            subjects = [(f"{path.stem}-value", "no view reads it: subject from the file name")]
+        for subject, why in subjects:
+            mode = Mode(config.get("modes", {}).get(subject, config.get("default", "BACKWARD")))
+            checked.append(f"{path.name} checked as {subject} ({why}; {mode.value})")
+            try:
+                new = json.loads(path.read_text())
+                previous = [json.loads(text) for text in _versions(repo, path, base)]
+                if registry_url:
+                    previous += [v for v in registered_versions(registry_url, subject) if v not in previous]
+                found = check(new, previous, mode)
+            except (json.JSONDecodeError, InvalidSchemaError) as exc:
+                found = [Incompatibility("/", f"invalid schema: {exc}", "invalid")]
+            problems += [SubjectProblem(subject, p) for p in found]
+    return problems, checked

@@ -18,14 +18,19 @@ import redis.asyncio as aredis
 
 from sinks.records import StateWrite
 from streams.definitions import FeatureView
+from streams.watermark import PartitionProgress
 
-__all__ = ["OnlineStore", "online_key"]
+__all__ = ["OnlineStore", "events_key", "online_key"]
 
 log = logging.getLogger("rillet.online")
 
 
 def online_key(view: str, version: int, entity: str) -> str:
     return f"rillet:{view}:v{version}:e:{entity}"
+
+
+def events_key(view: str, version: int) -> str:
+    return f"rillet:{view}:v{version}:events"
 
 
 class OnlineStore:
@@ -39,13 +44,21 @@ class OnlineStore:
     def key(self, entity: str) -> str:
         return online_key(self.view.name, self.version, entity)
 
-    async def write(self, client: aredis.Redis, writes: list[StateWrite], *, max_wait_s: float = 60.0) -> None:
-        """Write a batch of states in one pipeline; while Redis is down, wait and retry.
+    @property
+    def events_key(self) -> str:
+        """Hash: source partition -> events this version aggregated from it (`rillet versions`)."""
+        return events_key(self.view.name, self.version)
+
+    async def write(self, client: aredis.Redis, writes: list[StateWrite],
+                    progress: list[tuple[int, PartitionProgress]] = (), *, max_wait_s: float = 60.0) -> None:
+        """Write a batch of states (and each partition's aggregated count) in one pipeline; while Redis
+        is down, wait and retry.
 
         Retrying never drops results: the batch is not acknowledged (its offsets
-        not committed) until this returns.
+        not committed) until this returns. Counts are absolute, so a batch
+        written twice after a crash counts once.
         """
-        if not writes:
+        if not writes and not progress:
             return
         delay = 0.05
         while True:
@@ -53,6 +66,8 @@ class OnlineStore:
                 async with client.pipeline(transaction=False) as pipe:
                     for w in writes:
                         pipe.set(self.key(w.entity), w.state, px=self.expire_ms)
+                    if progress:
+                        pipe.hset(self.events_key, mapping={str(p): e.aggregated for p, e in progress})
                     await pipe.execute()
                 return
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:

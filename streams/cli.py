@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     schemas_sub = schemas_cmd.add_subparsers(dest="schemas_command", required=True, parser_class=_Parser)
     schemas_cmd.commands = schemas_sub.choices
     schemas_check = schemas_sub.add_parser("check", help="check every .avsc against its earlier versions in git")
+    schemas_check.add_argument("--features", dest="sub_features", help="feature definitions file: each schema "
+                               "is checked as <topic>-value for the views that read it")
     schemas_check.add_argument("--dir", default=None, help="folder of .avsc files (default: the schemas package)")
     schemas_check.add_argument("--base", default=None, help="git ref of history to compare with "
                                "(default: the merge-base with main)")
@@ -228,19 +230,32 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.producer import EventProducer, read_jsonl
+    from streams.producer import EventProducer
     from streams.topics import ensure_topics
 
     view = _view(_views(args, settings), args.view)
+    if os.path.isdir(args.file):
+        raise ConfigError(f"--file {args.file!r} is a directory; name a JSON-lines file")
     if not os.path.isfile(args.file):
         raise ConfigError(f"--file {args.file!r} does not exist")
     ensure_topics(settings, [view])
     with EventProducer(settings, view) as producer:
-        producer.send_many(read_jsonl(args.file), skip_invalid=args.skip_invalid)
+        prepared = producer.prepare_jsonl(args.file)  # the whole file is checked before anything is sent
+        if prepared.invalid and not args.skip_invalid:
+            more = f" (and {len(prepared.invalid) - 1} more bad lines)" if len(prepared.invalid) > 1 else ""
+            raise ConfigError(f"{prepared.invalid[0]}{more}; nothing was sent: fix the file, "
+                              "or --skip-invalid to send the valid lines")
+        for event in prepared.events:
+            producer.send_encoded(event)
     report = producer.report
-    print(json.dumps({"view": view.name, "topic": view.topic, "sent": report.sent,
-                      "failed": report.failed, "invalid": report.invalid, "errors": report.errors[:5]}))
-    return 0 if report.failed == 0 and report.invalid == 0 else 1
+    print(json.dumps({"view": view.name, "topic": view.topic, "lines": prepared.lines, "sent": report.sent,
+                      "failed": report.failed, "invalid": len(prepared.invalid), "errors": prepared.invalid[:5]
+                      + report.errors[:5]}))
+    if report.failed:
+        print(f"rillet: error: {report.failed} of {len(prepared.events)} events were not delivered "
+              f"({report.errors[0] if report.errors else 'no reason given'}); {report.sent} were", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
@@ -388,10 +403,12 @@ def _version_lag(settings: Settings, registry: Any, view: Any, info: Any, heads:
     if info.state == "retired" or not heads:
         return None
     if info.state == "building":
+        from streams.watermark import PartitionProgress
+
         raw = registry.redis.hgetall(registry.progress_key(view.name, info.version))
-        done = {int(p): int(v.decode().split(",")[1]) + 1 for p, v in raw.items()}
+        done = {int(p): PartitionProgress.decode(v).last_offset + 1 for p, v in raw.items()}
     else:
-        done = committed_offsets(settings, live_group(settings.worker_group, {view.name: info.version}),
+        done = committed_offsets(settings, live_group(settings.worker_group, {view.name: info}),
                                  view.topic, sorted(heads))
     return sum(max(head - max(done.get(p, 0), 0), 0) for p, head in heads.items())
 
@@ -446,14 +463,23 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 
     from schemas import SCHEMA_DIR
     from schemas.history import check_folder
+    from schemas.store import subject_for
 
     folder = Path(args.dir) if args.dir else SCHEMA_DIR
     if not folder.is_dir():
         raise ConfigError(f"--dir {str(folder)!r} is not a folder")
-    problems, subjects = check_folder(folder, args.base, settings.schema_registry_url)
+    explicit = getattr(args, "sub_features", None) or args.features
+    path = explicit or settings.features
+    readers: dict[Path, list[tuple[str, str]]] = {}
+    if explicit or Path(path).is_file():  # the default features file may be absent outside a checkout
+        for view in _views(args, settings):
+            readers.setdefault(Path(view.schema).resolve(), []).append((subject_for(view.topic), view.name))
+    problems, checked = check_folder(folder, args.base, settings.schema_registry_url, readers)
+    for line in checked:
+        print(line, file=sys.stderr)
     for problem in problems:
         print(problem)
-    print(f"{subjects} schema(s) checked, {len(problems)} problem(s)", file=sys.stderr)
+    print(f"{len(checked)} subject(s) checked, {len(problems)} problem(s)", file=sys.stderr)
     return 1 if problems else 0
 
 

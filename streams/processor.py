@@ -127,6 +127,7 @@ class ViewProcessor:
                 continue
             states[event.entity] = (record.partition, applied)
             counts["aggregated"] += 1
+            progress.count_aggregated(record.partition)
             if result.max_event_ms is None or event.event_ms > result.max_event_ms:
                 result.max_event_ms = event.event_ms
             if with_rows:

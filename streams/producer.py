@@ -9,7 +9,7 @@ how many failed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,25 @@ from streams.errors import RilletError
 from streams.kafka_log import client_config
 from streams.settings import Settings
 
-__all__ = ["DeliveryReport", "EventProducer", "read_jsonl"]
+__all__ = ["DeliveryReport", "EncodedEvent", "EventProducer", "PreparedFile"]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """One event validated and encoded, ready to send: nothing about it can fail any more but delivery."""
+
+    key: bytes
+    value: bytes
+    timestamp_ms: int | None
+
+
+@dataclass
+class PreparedFile:
+    """A JSON-lines file checked whole before anything is sent: its events, and each bad line's problem."""
+
+    events: list[EncodedEvent] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)  # "file:line: problem", in file order
+    lines: int = 0
 
 
 @dataclass
@@ -69,19 +87,49 @@ class EventProducer:
             p = msg.partition()
             self.report.heads[p] = max(self.report.heads.get(p, 0), msg.offset() + 1)
 
+    def encode(self, event: dict[str, Any], *, timestamp_ms: int | None = None) -> EncodedEvent:
+        """Validate and encode one event; the record timestamp defaults to its event time.
+
+        Raises:
+            InvalidEventError: the event does not match the schema.
+        """
+        if not isinstance(event, dict):
+            raise InvalidEventError(f"{self.view.name} event must be a JSON object, got {type(event).__name__}")
+        value = self.encoder.encode(event)
+        if timestamp_ms is None and self.view.event_time and isinstance(event.get(self.view.event_time), int):
+            timestamp_ms = event[self.view.event_time]
+        return EncodedEvent(self.encoder.key(event), value, timestamp_ms)
+
     def send(self, event: dict[str, Any], *, timestamp_ms: int | None = None) -> None:
         """Validate, encode and queue one event.
 
         Raises:
             InvalidEventError: the event does not match the schema (nothing is sent).
         """
-        value = self.encoder.encode(event)
-        kwargs: dict[str, Any] = {}
-        if timestamp_ms is None and self.view.event_time and isinstance(event.get(self.view.event_time), int):
-            timestamp_ms = event[self.view.event_time]
-        if timestamp_ms is not None:
-            kwargs["timestamp"] = timestamp_ms
-        self._produce(self.encoder.key(event), value, **kwargs)
+        self.send_encoded(self.encode(event, timestamp_ms=timestamp_ms))
+
+    def send_encoded(self, event: EncodedEvent) -> None:
+        """Queue an event `encode` already checked."""
+        kwargs: dict[str, Any] = {} if event.timestamp_ms is None else {"timestamp": event.timestamp_ms}
+        self._produce(event.key, event.value, **kwargs)
+
+    def prepare_jsonl(self, path: str | Path) -> PreparedFile:
+        """Read, validate and encode a whole JSON-lines file before sending any of it (`rillet publish`).
+
+        A file is all or nothing: a caller sends `events` only when `invalid` is empty, or
+        when told to skip bad lines, so a retry after fixing a line never sends the rest twice.
+        """
+        prepared = PreparedFile()
+        for where, event in _jsonl(path):
+            prepared.lines += 1
+            if isinstance(event, InvalidEventError):
+                prepared.invalid.append(str(event))
+                continue
+            try:
+                prepared.events.append(self.encode(event))
+            except InvalidEventError as exc:
+                prepared.invalid.append(f"{where}: {exc}")
+        return prepared
 
     def send_raw(self, key: bytes | None, value: bytes | None) -> None:
         """Send bytes as they are (tests and tools: e.g. to exercise the dead-letter path)."""
@@ -98,15 +146,23 @@ class EventProducer:
         self._producer.poll(0)
 
     def send_many(self, events: Iterable[dict[str, Any]], *, skip_invalid: bool = False) -> None:
+        """All or nothing: every event is encoded before any is sent.
+
+        Raises:
+            InvalidEventError: the first invalid event, unless `skip_invalid` (then counted); nothing is sent.
+        """
+        ready = []
         for event in events:
             try:
-                self.send(event)
+                ready.append(self.encode(event))
             except InvalidEventError as exc:
                 if not skip_invalid:
                     raise
                 self.report.invalid += 1
                 if len(self.report.errors) < 20:
                     self.report.errors.append(str(exc))
+        for encoded in ready:
+            self.send_encoded(encoded)
 
     def flush(self, timeout_s: float = 60.0) -> DeliveryReport:
         """Wait for every delivery report."""
@@ -128,13 +184,13 @@ class EventProducer:
         self.close()
 
 
-def read_jsonl(path: str | Path) -> Iterable[dict[str, Any]]:
-    """Events from a JSON-lines file; the error names the line."""
-    with open(path) as handle:
+def _jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any] | InvalidEventError]]:
+    """("file:line", event) per non-blank line; a line that is not JSON gives an error in its place."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
             if line.strip():
+                where = f"{path}:{number}"
                 try:
-                    yield json.loads(line)
+                    yield where, json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise InvalidEventError(f"{path}:{number}: not JSON: {exc.msg}") from None
-
+                    yield where, InvalidEventError(f"{where}: not JSON: {exc.msg} (column {exc.colno})")

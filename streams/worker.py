@@ -39,7 +39,7 @@ from streams.offset_gaps import GapReader, OffsetGap, fill_gaps, find_gaps
 from streams.processor import BatchResult, SourceRecord, ViewProcessor
 from streams.settings import Settings
 from streams.tansu import FAUST_GROUP_TIMING, recover_tables_to_the_true_end, shorten_faust_fetch_wait
-from streams.watermark import Watermarks
+from streams.watermark import PartitionProgress, Watermarks
 
 __all__ = ["build_app", "state_table_name"]
 
@@ -62,27 +62,26 @@ class _TableWatermarks(Watermarks):
     def __init__(self, table: faust.Table) -> None:
         super().__init__()
         self._table = table
-        self.handed_over: dict[int, tuple[int | None, int]] = {}  # a replay's progress, where the table has none
+        self.handed_over: dict[int, PartitionProgress] = {}  # a replay's progress, where the table has none
 
     @staticmethod
     def key(partition: int) -> bytes:
         return _WATERMARK_PREFIX + str(partition).encode()
 
     @staticmethod
-    def encode(entry: tuple[int | None, int]) -> bytes:
-        return f"{'' if entry[0] is None else entry[0]}:{entry[1]}".encode()
+    def encode(entry: PartitionProgress) -> bytes:
+        return entry.encode().encode()
 
     def stored_last_offset(self, partition: int) -> int | None:
         """The last offset the table's progress record covers: only written once a batch's sinks are done."""
         raw = self._table.data.get(self.key(partition))
-        return None if raw is None else int(raw.decode().partition(":")[2])
+        return None if raw is None else PartitionProgress.decode(raw).last_offset
 
-    def _load(self, partition: int) -> tuple[int | None, int]:
+    def _load(self, partition: int) -> PartitionProgress:
         raw = self._table.data.get(self.key(partition))
         if raw is None:
-            return self.handed_over.get(partition, (None, -1))
-        watermark, _, offset = raw.decode().partition(":")
-        return (int(watermark) if watermark else None, int(offset))
+            return self.handed_over.get(partition, PartitionProgress(None, -1))
+        return PartitionProgress.decode(raw)
 
     def forget(self) -> None:
         """Drop cached values: after a rebalance the table is the truth."""
@@ -111,6 +110,7 @@ class ViewAgent:
                                value_type=bytes, partitions=partitions)
         self.watermarks = _TableWatermarks(self.table)
         self._from_redis: dict[str, bytes] = {}
+        self._handover_loaded = False
         self.processor = ViewProcessor(self.engine, EventDecoder(view, store), self.watermarks)
         self.online = OnlineStore(view, version)
         self.offline = OfflineStore(settings.offline_root, view, version)
@@ -137,15 +137,21 @@ class ViewAgent:
             return True  # Redis is down: the sink writes wait and retry, and this check runs again next batch
         return active is None or int(active) == self.version
 
-    async def _prefetch_replayed(self, records: list[SourceRecord]) -> None:
-        """States of a replayed version that this table does not hold yet, read from Redis in one MGET."""
+    async def _load_handover(self) -> None:
+        """A replayed version's progress per partition (watermark, last offset, count), read once, before
+        anything judges a record: where the table has no progress yet, this is where the replay ended."""
         from replay.versions import VersionRegistry
 
-        if not self.watermarks.handed_over:
-            raw = await self.redis.hgetall(VersionRegistry.progress_key(self.view.name, self.version))
-            for partition, value in raw.items():
-                watermark, last = value.decode().split(",")
-                self.watermarks.handed_over[int(partition)] = (int(watermark) if watermark else None, int(last))
+        if self.watermarks.handed_over or self._handover_loaded:
+            return
+        raw = await self.redis.hgetall(VersionRegistry.progress_key(self.view.name, self.version))
+        for partition, value in raw.items():
+            self.watermarks.handed_over[int(partition)] = PartitionProgress.decode(value)
+        self.watermarks.forget()  # nothing read before this may stand
+        self._handover_loaded = True
+
+    async def _prefetch_replayed(self, records: list[SourceRecord]) -> None:
+        """States of a replayed version that this table does not hold yet, read from Redis in one MGET."""
         missing = sorted({r.key.decode() for r in records if r.key and r.key not in self.table.data})
         blobs = await self.redis.mget([self.online.key(e) for e in missing]) if missing else []
         self._from_redis = {e: b for e, b in zip(missing, blobs, strict=True) if b is not None}
@@ -158,6 +164,8 @@ class ViewAgent:
             for handler in logging.getLogger().handlers:
                 handler.flush()
             os._exit(3)  # at once, this batch unacknowledged: Faust would only restart a crashed agent
+        if self.replayed:
+            await self._load_handover()
         records = [
             SourceRecord(
                 m.topic, m.partition, m.offset,
@@ -190,7 +198,7 @@ class ViewAgent:
         # before it re-processes the batch, rewriting the same Redis states and Parquet rows.
         writes = self.processor.state_writes(result)  # each state encoded once: Redis and changelog share it
         await asyncio.gather(
-            self.online.write(self.redis, writes),
+            self.online.write(self.redis, writes, self.watermarks.items()),
             asyncio.to_thread(self.offline.write, result.rows) if result.rows else asyncio.sleep(0),
         )
         for letter in result.dead_letters:  # a sink too: sent before the commit point
@@ -315,7 +323,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     versions = resolve_versions(settings, views)
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)  # Faust refuses a missing data dir
     app = faust.App(
-        live_group(settings.worker_group, {name: info.version for name, info in versions.items()}),
+        live_group(settings.worker_group, versions),
         broker=brokers,
         store="memory://",
         autodiscover=False,

@@ -112,3 +112,39 @@ def test_up_starts_and_stops_cleanly(tmp_path):
     assert proc.returncode == 0, err
     assert f"RILLET_BOOTSTRAP_SERVERS=127.0.0.1:{port}" in out
     assert not broker_answers(f"127.0.0.1:{port}")
+
+
+def _records_in(settings, topic: str) -> int:
+    from collections import namedtuple
+
+    from streams.tansu import fetch_high_watermarks
+
+    tp = namedtuple("tp", "topic partition")
+    return sum(fetch_high_watermarks(settings.bootstrap_servers,
+                                     [tp(topic, p) for p in range(partition_counts(settings)[topic])]).values())
+
+
+def test_publish_is_all_or_nothing(stack, tmp_path):
+    case = view_under_test(stack, tmp_path, FEATURES, "pub")
+    name, features, settings = case.name, case.features, case.settings
+    good = [json.dumps({"user_id": f"u{i}", "amount": 1.0, "merchant": "m", "event_time": 1_767_225_600_000 + i})
+            for i in range(2)]
+    bad_schema = json.dumps({"user_id": "u9", "amount": "ten", "merchant": "m", "event_time": 1})
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join([*good, bad_schema]) + "\n")
+
+    for _ in range(2):  # a retry of a refused file sends nothing either
+        refused = run_cli(settings, "publish", "--features", str(features), "--view", name, "--file", str(source))
+        assert refused.returncode == 1
+        [line] = refused.stderr.strip().splitlines()
+        assert f"{source}:3:" in line and "amount" in line and "nothing was sent" in line, line
+    assert _records_in(settings, name) == 0
+
+    source.write_text("\n".join([good[0], "{not json", bad_schema, good[1]]) + "\n")
+    skipped = run_cli(settings, "publish", "--features", str(features), "--view", name, "--file", str(source),
+                      "--skip-invalid")
+    assert skipped.returncode == 0, skipped.stderr
+    report = json.loads(skipped.stdout)
+    assert (report["lines"], report["sent"], report["invalid"]) == (4, 2, 2), report
+    assert f"{source}:2: not JSON" in report["errors"][0] and f"{source}:3:" in report["errors"][1]
+    assert _records_in(settings, name) == 2

@@ -167,3 +167,91 @@ def test_replays_are_identical_and_resume_after_a_crash(stack, tmp_path):
         row = reader.get_online_features([f"{view.name}:*"], [{"user_id": user}], as_of=latest).rows[0]
         for name, expected in oracle_rows(view, history, user, latest).items():
             assert close(row[f"{view.name}:{name}"], expected), (user, name)
+
+
+OTHER = """
+from streams import Feature, FeatureView, Tumbling
+{name} = FeatureView(name="{name}", topic="{name}", schema="{schema}", entity="user_id", event_time="event_time",
+                     ttl="1d", partitions=2, features=[Feature("amount", "count", Tumbling("5m"))])
+"""
+
+
+def test_first_version_by_replay_while_other_views_workers_hold_the_shared_group(stack, tmp_path):
+    """A view that never had a worker is built by `rillet replay` while another view's worker is a live
+    member of the configured group; its first workers then carry on where the replay ended, and
+    `rillet versions` counts what the replay and the live worker aggregated."""
+    case = view_under_test(stack, tmp_path, BEFORE, "first")
+    view, settings = case.view, case.settings
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other = view_under_test(stack, other_dir, OTHER, "other")
+    other_settings = other.settings.with_(worker_group=settings.worker_group)  # the same, shared group
+    history = synthetic_payments(users=20, events=1500, start_ms=BASE, end_ms=BASE + 2 * 3_600_000, seed=5)
+    other_worker = worker_process(other_settings, str(other.features), other_dir, free_port())
+    try:
+        with EventProducer(other_settings, other.view) as producer:
+            producer.send_many(history[:100])
+        wait_caught_up(other_settings, settings.worker_group, other.view.topic, producer.report.heads,
+                       timeout_s=120, alive=other_worker.alive)  # a live member of the shared group
+        with EventProducer(settings, view) as producer:
+            producer.send_many(history[:1000])
+        for _ in range(2):  # the second run finds the version active and builds the next one
+            done = rillet(settings, "replay", "--features", str(case.features), "--view", view.name)
+            assert done.returncode == 0, done.stderr
+            assert "Traceback" not in done.stderr
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        assert summary["switched"] and summary["version"] == 2 and summary["previous_version"] == 1
+        assert other_worker.alive()
+
+        worker = worker_process(settings, str(case.features), tmp_path, free_port())
+        try:
+            with EventProducer(settings, view) as producer:
+                producer.send_many(history[1000:])
+            group = f"{settings.worker_group}.{view.name}-v2"
+            wait_caught_up(settings, group, view.topic, producer.report.heads, timeout_s=120, alive=worker.alive)
+        finally:
+            worker.stop()
+    finally:
+        other_worker.stop()
+    reader = FeatureReader([view], connect_redis(settings))
+    for user in sorted({e["user_id"] for e in history}):
+        latest = max(e["event_time"] for e in history if e["user_id"] == user)
+        row = reader.get_online_features([f"{view.name}:*"], [{"user_id": user}], as_of=latest).rows[0]
+        for name, expected in oracle_rows(view, history, user, latest).items():
+            assert close(row[f"{view.name}:{name}"], expected), (user, name)
+    listed = [json.loads(line) for line in rillet(settings, "versions", "--features", str(case.features),
+                                                  "--view", view.name).stdout.splitlines()]
+    assert [(v["version"], v["state"], v["events"]) for v in listed] == [(1, "retired", 1000),
+                                                                         (2, "active", len(history))]
+    assert listed[-1]["lag"] == 0
+
+
+def test_a_refused_hand_over_commit_loses_and_doubles_nothing(stack, tmp_path):
+    """Should the version's group have a member when the replay hands over (Kafka refuses the commit),
+    its workers start from the replay's progress record instead: no event is applied or logged twice."""
+    case = view_under_test(stack, tmp_path, BEFORE, "refused")
+    view, settings = case.view, case.settings
+    history = synthetic_payments(users=15, events=1200, start_ms=BASE, end_ms=BASE + 2 * 3_600_000, seed=8)
+    with EventProducer(settings, view) as producer:
+        producer.send_many(history[:800])
+    # as Kafka refuses a commit from outside a group that has members
+    done = rillet(settings, "replay", "--features", str(case.features), "--view", view.name,
+                  env={"RILLET_SKIP_HANDOVER_COMMIT": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "handover_commit_refused" in done.stderr
+    worker = worker_process(settings, str(case.features), tmp_path, free_port())
+    try:
+        with EventProducer(settings, view) as producer:
+            producer.send_many(history[800:])
+        wait_caught_up(settings, f"{settings.worker_group}.{view.name}-v1", view.topic, producer.report.heads,
+                       timeout_s=120, alive=worker.alive)
+    finally:
+        worker.stop()
+    table = pq.ParquetDataset(settings.offline_root / f"view={view.name}" / "version=1").read()
+    assert table.num_rows == len(history)  # the replay's 800 rows and the worker's 400, none twice
+    reader = FeatureReader([view], connect_redis(settings))
+    for user in sorted({e["user_id"] for e in history}):
+        latest = max(e["event_time"] for e in history if e["user_id"] == user)
+        row = reader.get_online_features([f"{view.name}:*"], [{"user_id": user}], as_of=latest).rows[0]
+        for name, expected in oracle_rows(view, history, user, latest).items():
+            assert close(row[f"{view.name}:{name}"], expected), (user, name)

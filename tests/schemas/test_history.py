@@ -77,3 +77,30 @@ def test_registered_versions_count_too(tmp_path):
         registry.stop()
     assert checked.returncode == 1
     assert "payment-value: /fields/amount/type:" in checked.stdout
+
+
+def test_subjects_come_from_the_views_that_read_the_file(tmp_path):
+    """Producers register `<topic>-value` (TopicNameStrategy): that history is the one compared."""
+    from confluent_kafka.schema_registry import Schema
+
+    from tests.helpers import RegistryProcess
+
+    committed_schema(tmp_path, {"name": "user_id", "type": "string"}, {"name": "amount", "type": "string"})
+    features = tmp_path / "features.py"
+    features.write_text('from streams import Feature, FeatureView, Tumbling\n'
+                        'payments = FeatureView(name="payments", topic="payments", schema="payment.avsc",\n'
+                        '    entity="user_id", features=[Feature("amount", "count", Tumbling("5m"))])\n')
+    registry = RegistryProcess(tmp_path / "registry.json").start()
+    try:
+        registered = {"type": "record", "name": "Payment",
+                      "fields": [{"name": "user_id", "type": "string"}, {"name": "amount", "type": "double"}]}
+        registry.client().register_schema("payments-value", Schema(json.dumps(registered), "AVRO"))
+        env = {**os.environ, "RILLET_SCHEMA_REGISTRY_URL": registry.url}
+        checked = subprocess.run([sys.executable, "-m", "streams.cli", "schemas", "check", "--features",
+                                  str(features), "--dir", str(tmp_path), "--base", "HEAD"],
+                                 capture_output=True, text=True, timeout=60, env=env)
+    finally:
+        registry.stop()
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "payments-value: /fields/amount/type:" in checked.stdout
+    assert "payment.avsc checked as payments-value (read by view payments; BACKWARD)" in checked.stderr
