@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from streams.errors import ConfigError, RilletError
 from streams.kafka_log import client_config
+from streams.progress import Progress
 from streams.settings import Settings, redact_url
 
 __all__ = ["main"]
@@ -298,27 +299,13 @@ def cmd_historical(args: argparse.Namespace, settings: Settings) -> int:
     entities = read_entity_file(args.entities)
     started = time.monotonic()
     reader = OfflineReader(views, settings.offline_root)
-    joined = reader.get_historical_features(entities, refs, full_feature_names=args.full_feature_names,
-                                            on_progress=_progress_bar("historical", started))
+    with Progress("historical", entities.num_rows, "rows") as progress:
+        joined = reader.get_historical_features(entities, refs, full_feature_names=args.full_feature_names,
+                                                on_progress=lambda done, total: progress.update(done, total=total))
     pq.write_table(joined, args.out)
-    print(f"\n{joined.num_rows:,} rows x {joined.num_columns - entities.num_columns} features -> {args.out} "
+    print(f"{joined.num_rows:,} rows x {joined.num_columns - entities.num_columns} features -> {args.out} "
           f"in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0
-
-
-def _progress_bar(label: str, started: float) -> Any:
-    """A one-line progress bar on stderr: done/total, rate and ETA."""
-    import time
-
-    def show(done: int, total: int) -> None:
-        elapsed = max(time.monotonic() - started, 1e-9)
-        rate = done / elapsed
-        eta = (total - done) / rate if rate else 0.0
-        filled = 30 * done // max(total, 1)
-        print(f"\r[{label}] [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} rows, "
-              f"{rate:,.0f} rows/s, ETA {eta:.0f}s", end="", file=sys.stderr, flush=True)
-
-    return show
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -339,15 +326,19 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                           "records": sum(r.records for r in report.ranges), "dry_run": True}))
         return 0
     started = time.monotonic()
+    progress: Progress | None = None
 
     def show(done: int, total: int, rate: float) -> None:
-        filled = 30 * done // max(total, 1)
-        eta = (total - done) / rate if rate else 0.0
-        print(f"\r[replay] [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} records, {rate:,.0f} events/s, "
-              f"lag {max(total - done, 0):,}, ETA {eta:.0f}s", end="", file=sys.stderr, flush=True)
+        nonlocal progress
+        if progress is None:
+            progress = Progress("replay", total, "records")
+        progress.update(done, total=total, extra=f"lag {max(total - done, 0):,}")
 
-    report = replay.run(on_progress=show)
-    print(file=sys.stderr)
+    try:
+        report = replay.run(on_progress=show)
+    finally:
+        if progress is not None:
+            progress.close()
     summary = {"view": view.name, "version": report.version, "resumed": report.resumed,
                "records": report.counts["read"], "aggregated": report.counts["aggregated"],
                "late": report.counts["late"], "dead_lettered": report.counts["dead_lettered"],

@@ -23,6 +23,7 @@ from streams.definitions import FeatureView
 from streams.lag import wait_caught_up
 from streams.probe import worker_health, worker_metric
 from streams.producer import EventProducer
+from streams.progress import Progress
 from streams.settings import Settings
 from streams.stack import EmbeddedStack, ManagedProcess, free_port, wait_until
 from streams.timeutil import format_ms
@@ -90,41 +91,37 @@ def run_demo(settings: Settings, views: list[FeatureView], features_path: str, *
                 producer.send_many(stream)
                 producer.send_raw(b"u0000", b"\x07not avro")  # a malformed record: goes to the DLQ
             heads = producer.report.heads
-            print(f"[producer] {producer.report.sent} events published to {view.topic}")
-            seconds = wait_caught_up(settings, settings.worker_group, view.topic, heads, timeout_s=600,
-                                     on_progress=_progress, alive=worker.alive)
+            print(f"[producer] {producer.report.sent:,} records published to {view.topic}: {len(stream):,} payments "
+                  "and 1 malformed record, sent on purpose to show the dead-letter path")
+            with Progress("worker", sum(heads.values()), "records", every_s=2.0) as progress:
+                seconds = wait_caught_up(settings, settings.worker_group, view.topic, heads, timeout_s=600,
+                                         on_progress=lambda done, total: progress.update(done, total=total),
+                                         alive=worker.alive)
             elapsed = time.monotonic() - t0
             busy_s = worker_metric(port, "rillet_batch_seconds_sum", view.name)
             events_in = worker_metric(port, "rillet_events_in_total", view.name)
-            print(f"\n[worker] caught up: {producer.report.sent} events {elapsed:.1f}s after publishing began "
+            print(f"[worker] caught up: {producer.report.sent} events {elapsed:.1f}s after publishing began "
                   f"(lag reached 0 {seconds:.1f}s after the last send)")
             if busy_s:
                 print(f"[worker] {events_in:,.0f} events in {busy_s:.2f}s of batch processing: "
                       f"{events_in / busy_s:,.0f} events/s (decode, windows, changelog, Redis, Parquet)")
             _print_features(settings, view, sorted({e["user_id"] for e in stream[-50:]})[:5])
             offline = read_offline(settings.offline_root, view.name)
-            print(f"[offline] {offline.num_rows} rows in Parquet under {settings.offline_root.resolve()}")
-            print(f"[metrics] http://127.0.0.1:{port}/metrics")
+            dead = worker_metric(port, "rillet_dead_lettered_total", view.name)
+            print(f"[offline] {offline.num_rows:,} rows in Parquet under {settings.offline_root.resolve()} "
+                  "(one per aggregated payment)")
+            print(f"[dlq] {dead:,.0f} record(s) in {view.dlq_topic}, with the reason in their headers "
+                  f"(the malformed one; late payments would go there too)")
             if follow:
+                print(f"[metrics] http://127.0.0.1:{port}/metrics")
                 print("following: Ctrl-C stops everything")
                 threading.Event().wait()
+            else:
+                print("[demo] the broker, Valkey and worker stop now; `rillet demo --follow` keeps them running")
         finally:
             worker.stop()
     print(f"[demo] done in {time.monotonic() - started:.1f}s")
     return 0
-
-
-_last_progress: list[int] = [-1]
-
-
-def _progress(done: int, total: int) -> None:
-    if done == _last_progress[0]:
-        return
-    _last_progress[0] = done
-    width = 30
-    filled = width * done // max(total, 1)
-    print(f"\r[worker] [{'#' * filled}{'.' * (width - filled)}] {done}/{total} processed",
-          end="", flush=True)
 
 
 def _print_features(settings: Settings, view: FeatureView, entities: list[str]) -> None:
