@@ -10,6 +10,7 @@ evaluated in vectorized chunks, with progress reported after each.
 
 from __future__ import annotations
 
+import csv as _csv
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,15 @@ class OfflineReader:
 
 
 def read_entity_file(path: str | Path) -> pa.Table:
-    """An entity table from Parquet or CSV (a CSV's ISO-8601 times are read as timestamps)."""
+    """An entity table from Parquet or CSV.
+
+    In a CSV every column is read as text (entity ids stay ids, `007` stays `007`),
+    and `event_timestamp` may mix epoch milliseconds (`1767225600000`) and ISO-8601
+    times with a timezone (`2026-01-01T00:00:00Z`, `2026-01-01T01:00:00+01:00`).
+
+    Raises:
+        ConfigError: a missing or unreadable file, or a time that is neither form (naming its line).
+    """
     import pyarrow.csv as csv
     import pyarrow.parquet as pq
 
@@ -122,10 +131,39 @@ def read_entity_file(path: str | Path) -> pa.Table:
         if source.suffix == ".parquet":
             return pq.read_table(source)
         if source.suffix == ".csv":
-            return csv.read_csv(source)
+            with open(source, newline="") as handle:
+                header = next(_csv.reader(handle), [])
+            table = csv.read_csv(source, convert_options=csv.ConvertOptions(
+                column_types={name: pa.string() for name in header}))
+            if TIMESTAMP_COLUMN in table.column_names:
+                index = table.column_names.index(TIMESTAMP_COLUMN)
+                parsed = _parse_times(table[TIMESTAMP_COLUMN].to_pylist(), source)
+                table = table.set_column(index, TIMESTAMP_COLUMN, pa.array(parsed, pa.int64()).cast(_TS))
+            return table
     except (pa.ArrowInvalid, OSError) as exc:
         raise ConfigError(f"entity file {str(source)!r} cannot be read: {exc}") from None
     raise ConfigError(f"entity file {str(source)!r}: use a .parquet or .csv file")
+
+
+def _parse_times(values: list[str | None], source: Path) -> list[int]:
+    """Epoch milliseconds from text that is either epoch ms or ISO-8601 with a timezone."""
+    from datetime import datetime
+
+    out: list[int] = []
+    for line, text in enumerate(values, 2):  # line 1 is the header
+        text = (text or "").strip()
+        if text.isdigit():
+            out.append(int(text))
+            continue
+        try:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            value = None
+        if value is None or value.tzinfo is None:
+            raise ConfigError(f"{source}:{line}: {TIMESTAMP_COLUMN} {text!r} is neither epoch milliseconds nor an "
+                              "ISO-8601 time with a timezone (e.g. 2026-01-01T00:00:00Z)")
+        out.append(int(value.timestamp() * 1000))
+    return out
 
 
 def _as_arrow(entity_df: Any) -> tuple[pa.Table, bool]:

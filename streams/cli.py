@@ -111,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     historical = sub.add_parser("historical", help="point-in-time join: features at each entity row's time, "
                                 "from the offline store, into a Parquet file")
-    historical.add_argument("--definitions", dest="sub_features", help="feature definitions file")
+    historical.add_argument("--features", dest="sub_features", help="feature definitions file")
     historical.add_argument("--entities", required=True, help="Parquet or CSV file: the entity column(s) and "
-                            "event_timestamp (a timestamp or epoch ms)")
-    historical.add_argument("--features", dest="refs", required=True, action="append",
+                            "event_timestamp (epoch ms or ISO-8601 with a timezone; a CSV may mix them)")
+    historical.add_argument("--select", dest="refs", required=True, action="append",
                             help="view:feature or view:* (comma-separated, repeatable)")
     historical.add_argument("--out", required=True, help="Parquet file to write")
     historical.add_argument("--full-feature-names", action="store_true", help="name columns view__feature")

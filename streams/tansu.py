@@ -1,6 +1,6 @@
 """Workarounds for the local Tansu broker, each small, named and off on Kafka.
 
-See ../shared/broker-notes.md for the measurements behind each one.
+docs/local-broker.md lists each difference and what rillet does about it.
 """
 
 from __future__ import annotations

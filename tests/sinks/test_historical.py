@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -77,11 +76,20 @@ def test_cli_writes_parquet_from_csv(store):
     view, definitions, events, root = store
     rows = entity_rows(events, 50)
     entities = root / "entities.csv"
-    stamps = pa.array([t for _, t in rows], pa.timestamp("ms", tz="UTC"))
-    pacsv.write_csv(pa.table({"user_id": [u for u, _ in rows], "event_timestamp": stamps}), entities)
+    from datetime import UTC, datetime, timedelta
+
+    def written(i: int, t: int) -> str:  # the file mixes epoch ms, UTC and offset ISO-8601 times
+        moment = datetime.fromtimestamp(t / 1000, UTC)
+        return [str(t), moment.isoformat().replace("+00:00", "Z"),
+                moment.astimezone(timezone(timedelta(hours=2))).isoformat()][i % 3]
+
+    from datetime import timezone
+
+    lines = ["user_id,event_timestamp", *(f"{u},{written(i, t)}" for i, (u, t) in enumerate(rows))]
+    entities.write_text("\n".join(lines) + "\n")
     out = root / "training.parquet"
-    result = _rillet(root, "historical", "--definitions", str(definitions), "--entities", str(entities),
-                     "--features", "payments:amount_sum_5m,payments:merchant_last_session_15m", "--out", str(out))
+    result = _rillet(root, "historical", "--features", str(definitions), "--entities", str(entities),
+                     "--select", "payments:amount_sum_5m,payments:merchant_last_session_15m", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "50 rows x 2 features" in result.stderr and "[historical]" in result.stderr
     table = pq.read_table(out)
@@ -109,12 +117,17 @@ def test_bad_entity_tables_name_the_problem(store, table, features, error, needl
 
 def test_cli_bad_arguments_are_one_line(store):
     _, definitions, _, root = store
+    naive = root / "naive.csv"
+    naive.write_text("user_id,event_timestamp\nu1,1767225600000\nu1,2026-01-01T00:00:00\n")
     for args, needle in [
         (["--entities", str(root / "none.parquet"), "--out", str(root / "o.parquet")], "does not exist"),
         (["--entities", str(definitions), "--out", str(root / "o.parquet")], "use a .parquet or .csv"),
         (["--entities", str(definitions), "--out", str(root / "o.csv")], "write a .parquet file"),
+        (["--entities", str(naive), "--out", str(root / "o.parquet")],
+         f"{naive}:3: event_timestamp '2026-01-01T00:00:00' is neither epoch milliseconds nor an ISO-8601 time "
+         "with a timezone"),
     ]:
-        result = _rillet(root, "historical", "--definitions", str(definitions), "--features", "payments:*", *args)
+        result = _rillet(root, "historical", "--features", str(definitions), "--select", "payments:*", *args)
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert result.stderr.strip().splitlines() == [result.stderr.strip()] and needle in result.stderr
 
