@@ -180,6 +180,8 @@ def _column(view: FeatureView, engine: ViewEngine, name: str, parts: list[tuple[
     values = np.concatenate([v for v, _ in parts])[back] if parts else np.array([])
     present = np.concatenate([p for _, p in parts])[back] if parts else np.array([], dtype=bool)
     kind = _value_type(view, engine, name)
+    if not present.any():  # nothing known of these entities (an empty store): nulls of the feature's type
+        return pa.nulls(len(present), type=kind)
     if pa.types.is_timestamp(kind):
         return pa.array(values.astype(np.int64), type=pa.int64(), mask=~present).cast(kind)
     if pa.types.is_integer(kind) and values.dtype.kind == "f":

@@ -433,10 +433,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     try:  # the line is printed once the port is bound, not before
         web.run_app(app, host=args.host, port=args.port, print=lambda _: print(ready, flush=True), access_log=None)
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"port {args.port} on {args.host} is in use; pick another with --port") from None
-        raise ConfigError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        raise _cannot_listen(exc, args.host, args.port) from None
     return 0
+
+
+def _cannot_listen(exc: OSError, host: str, port: int) -> ConfigError:
+    """One line for a server that could not bind its port (serve, registry)."""
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(f"port {port} on {host} is in use; pick another with --port")
+    return ConfigError(f"cannot serve on {host}:{port}: {exc.strerror or exc}")
 
 
 def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
@@ -445,7 +450,10 @@ def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.registry import serve
 
     print(f"schema registry on http://{args.host}:{args.port} (state in {args.data})", flush=True)
-    serve(args.host, args.port, Path(args.data))
+    try:
+        serve(args.host, args.port, Path(args.data))
+    except OSError as exc:
+        raise _cannot_listen(exc, args.host, args.port) from None
     return 0
 
 

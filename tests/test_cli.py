@@ -142,3 +142,16 @@ def test_broker_down_is_one_line_per_problem(tmp_path):
     assert lines[-1].startswith("rillet: error: broker at 127.0.0.1:"), lines
     assert len(lines) <= 4, lines  # librdkafka's log: one line per distinct problem, not one per retry
     assert "Traceback" not in result.stderr
+
+
+def test_registry_on_a_port_in_use_is_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = rillet("registry", "--port", str(port), "--data", str(tmp_path / "r.json"))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"port {port} on 127.0.0.1 is in use" in result.stderr.strip().splitlines()[-1]

@@ -47,6 +47,7 @@ def test_publish_then_get(stack, tmp_path):
     published = run_cli(settings, "publish", "--features", str(features), "--view", name, "--file", str(source))
     assert published.returncode == 0, published.stderr
     assert json.loads(published.stdout)["sent"] == 3
+    assert "HTTP Request" not in published.stderr  # no log line per registry call (httpx, httpx2)
     assert partition_counts(settings)[name] == 2
 
     bad = tmp_path / "bad.jsonl"

@@ -1,5 +1,8 @@
 """A worker SIGKILLed mid-stream, again and again, ends with exactly the oracle's values.
 
+Each kill comes once the process has read a random share of what is left
+(its `rillet_events_in_total`), so most kills land while it is still working.
+
 Faust runs at-least-once: after a kill, everything since the last committed
 offset is delivered again, while the table restored from its changelog may
 already hold some of those events. Entity states carry the last applied
@@ -44,26 +47,27 @@ def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(stack, tmp_path):
     heads, total = producer.report.heads, producer.report.sent
     rng = random.Random(5)
 
-    kills = 0
+    kills = mid_stream = 0
     for step in range(1, 6):
-        worker = worker_process(settings, str(features), tmp_path, free_port())
-        target = total * step // 6
+        port = free_port()
+        worker = worker_process(settings, str(features), tmp_path, port)
+        done = sum(min(c, heads.get(p, 0)) for p, c in
+                   committed_offsets(settings, settings.worker_group, view.topic, sorted(heads)).items())
+        # mid-stream: once this process has read a random share of what is left (it starts at the commit)
+        threshold = rng.randrange(1, max(2, (total - done) * 3 // 4))
 
-        def progressed(at_least: int = target, worker=worker) -> bool:
-            done = sum(min(c, heads.get(p, 0)) for p, c in
-                       committed_offsets(settings, settings.worker_group, view.topic, sorted(heads)).items())
-            return done >= at_least or not worker.alive()
+        def read_enough(at_least: int = threshold, worker=worker, port=port) -> bool:
+            return worker_metric(port, "rillet_events_in_total") >= at_least or not worker.alive()
 
         try:
-            wait_until(progressed, timeout_s=120, what=f"progress past {target} events", interval_s=0.02)
+            wait_until(read_enough, timeout_s=120, what=f"the worker to read {threshold} events", interval_s=0.01)
         except StackError as exc:
             pytest.fail(f"{exc} (restart {step}); the worker's log ends:\n{worker.tail(40)}")
-        # a random point past the commit: mid-batch, between sinks, before the next commit
-        for _ in range(rng.randrange(0, 30)):
-            committed_offsets(settings, settings.worker_group, view.topic, [0])  # ~ms apart, real round trips
         assert worker.alive(), worker.tail()
+        read = worker_metric(port, "rillet_events_in_total")
         worker.kill()
         kills += 1
+        mid_stream += read < total - done
     worker = worker_process(settings, str(features), tmp_path, free_port())
     try:
         wait_caught_up(settings, settings.worker_group, view.topic, heads, timeout_s=180, alive=worker.alive)
@@ -71,7 +75,7 @@ def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(stack, tmp_path):
         pytest.fail(f"{exc} (after {kills} kills); the worker's log ends:\n{worker.tail(60)}")
     finally:
         worker.stop()
-    assert kills == 5
+    assert kills == 5 and mid_stream >= 3, (kills, mid_stream)
 
     assert_online_equals_oracle(settings, view, history)
     # one row per event in the files themselves, as any Parquet reader sees them (no dedupe)

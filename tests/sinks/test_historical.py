@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -138,3 +139,15 @@ def _rillet(root, *args):
     env = dict(os.environ, RILLET_OFFLINE_PATH=str(root / "offline"))
     return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, timeout=60,
                           env=env)
+
+
+def test_an_empty_store_gives_typed_nulls(tmp_path):
+    """Nothing processed yet (or only unknown entities): every feature is null, in its own type."""
+    from streams.definitions import load_views
+
+    [view] = load_views(Path(__file__).resolve().parents[2] / "examples" / "payments" / "features.py")
+    table = pa.table({"user_id": ["u1", "u2"], "event_timestamp": [BASE, BASE + 1]})
+    joined = OfflineReader([view], tmp_path / "offline").get_historical_features(table, ["payments:*"])
+    assert joined.num_rows == 2
+    assert all(joined.column(name).null_count == 2 for name in joined.column_names[2:])
+    assert joined.schema.field("merchant_last_1h_every_5m").type == pa.string()
