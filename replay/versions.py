@@ -25,7 +25,7 @@ from typing import Any
 import redis
 
 from sinks.online import events_key
-from streams.definitions import Feature, FeatureView
+from streams.definitions import DEFAULT_MAX_FUTURE, Feature, FeatureView
 from streams.errors import RilletError
 from streams.windows import Session, Sliding, Tumbling
 
@@ -76,7 +76,8 @@ def view_spec(view: FeatureView) -> dict[str, Any]:
         return ["tumbling", w.size_ms]
 
     return {"name": view.name, "topic": view.topic, "entity": view.entity, "event_time": view.event_time,
-            "ttl_ms": view.ttl_ms, "grace_ms": view.grace_ms, "schema": str(view.schema),
+            "ttl_ms": view.ttl_ms, "grace_ms": view.grace_ms, "max_future_ms": view.max_future_ms,
+            "schema": str(view.schema),
             "features": [[f.name, f.field, f.aggregation, window(f.window)] for f in view.features]}
 
 
@@ -85,7 +86,8 @@ def view_from_spec(spec: dict[str, Any]) -> FeatureView:
     kinds = {"session": Session, "sliding": Sliding, "tumbling": Tumbling}
     features = [Feature(fld, agg, kinds[w[0]](*w[1:]), name=name) for name, fld, agg, w in spec["features"]]
     return FeatureView(spec["name"], spec["topic"], spec["schema"], spec["entity"], features,
-                       ttl=spec["ttl_ms"], grace=spec["grace_ms"], event_time=spec["event_time"])
+                       ttl=spec["ttl_ms"], grace=spec["grace_ms"], event_time=spec["event_time"],
+                       max_future=spec.get("max_future_ms", DEFAULT_MAX_FUTURE))
 
 
 class VersionRegistry:

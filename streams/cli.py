@@ -341,7 +341,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             progress.close()
     summary = {"view": view.name, "version": report.version, "resumed": report.resumed,
                "records": report.counts["read"], "aggregated": report.counts["aggregated"],
-               "late": report.counts["late"], "dead_lettered": report.counts["dead_lettered"],
+               "late": report.counts["late"], "future_event_time": report.counts["future_event_time"],
+               "dead_lettered": report.counts["dead_lettered"],
                "events_per_s": round(report.events_per_s), "seconds": round(time.monotonic() - started, 2),
                "switched": report.switched, "previous_version": report.switched_from}
     print(json.dumps(summary))

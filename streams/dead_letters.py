@@ -1,4 +1,5 @@
-"""Reading a dead-letter topic back: what was rejected, and why (`rillet dlq`)."""
+"""Reading a dead-letter topic back: what was rejected, and why (`rillet dlq`), and which source
+records a partition of it already holds (so a retried batch sends no dead letter twice)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from streams.kafka_log import client_config
 from streams.settings import Settings
 
-__all__ = ["read_dead_letters"]
+__all__ = ["DeadLetterLog", "read_dead_letters"]
 
 
 def read_dead_letters(settings: Settings, topic: str, *, idle_s: float = 5.0) -> Iterator[dict]:
@@ -42,3 +43,52 @@ def read_dead_letters(settings: Settings, topic: str, *, idle_s: float = 5.0) ->
             }
     finally:
         consumer.close()
+
+
+class DeadLetterLog:
+    """What one dead-letter partition already holds past a point: the worker's defence against sending
+    a dead letter twice when a batch is retried after a crash (the Parquet log has the same defence).
+
+    The worker sends the dead letters of source partition `p` to dead-letter partition
+    `p % partitions` and keeps, with each partition's progress, the dead-letter offset its
+    letters reached. After a restart it reads that partition from there: every letter found
+    for a source offset it is about to judge again was sent before the crash.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, timeout_s: float = 10.0) -> None:
+        self.bootstrap_servers, self.topic, self.timeout_s = bootstrap_servers, topic, timeout_s
+
+    def sources_after(self, partition: int, start: int, source_topic: str, source_partition: int,
+                      after_offset: int) -> tuple[set[int], int]:
+        """Source offsets above `after_offset` that dead-letter `partition` holds from `start` on,
+        and that partition's head (where the next letter will go)."""
+        from streams.tansu import fetch_high_watermarks
+
+        tp = TopicPartition(self.topic, partition)
+        head = fetch_high_watermarks(self.bootstrap_servers, [tp], self.timeout_s).get(tp, 0)
+        found: set[int] = set()
+        start = max(start, 0)
+        if head <= start:
+            return found, head
+        consumer = Consumer(client_config(self.bootstrap_servers, **{
+            "group.id": f"rillet-dlq-check-{uuid.uuid4()}", "enable.auto.commit": False, "fetch.wait.max.ms": 50}))
+        try:
+            consumer.assign([TopicPartition(self.topic, partition, start)])
+            position, deadline = start, time.monotonic() + self.timeout_s
+            while position < head:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.topic}[{partition}] could not be read up to {head} in "
+                                       f"{self.timeout_s:.0f}s")
+                for msg in consumer.consume(1000, timeout=0.2):
+                    if msg.error():
+                        continue
+                    position = msg.offset() + 1
+                    headers = dict(msg.headers() or [])
+                    if (headers.get("rillet.source.topic", b"").decode() == source_topic
+                            and headers.get("rillet.source.partition") == str(source_partition).encode()):
+                        offset = int(headers.get("rillet.source.offset", b"-1"))
+                        if offset > after_offset:
+                            found.add(offset)
+        finally:
+            consumer.close()
+        return found, head

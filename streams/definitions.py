@@ -21,7 +21,10 @@ from streams.errors import DefinitionError
 from streams.timeutil import duration_label, to_ms
 from streams.windows import Session, Sliding, Tumbling, Window
 
-__all__ = ["Feature", "FeatureView", "NotNull", "Range", "check_against_schema", "load_views"]
+__all__ = ["DEFAULT_MAX_FUTURE", "Feature", "FeatureView", "NotNull", "Range", "check_against_schema", "load_views"]
+
+
+DEFAULT_MAX_FUTURE = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,9 @@ class FeatureView:
         event_time: the event field holding epoch milliseconds; None: the record timestamp.
         checks: data-contract rules per field, e.g. `{"amount": Range(0, 1e6), "merchant": NotNull()}`.
         partitions: partitions of the topic when rillet creates it.
+        max_future: how far an event's time may lie after its record's timestamp; past it the event
+            goes to the DLQ (`future_event_time`) and does not move the watermark, so one record with
+            a corrupt time or a wrong clock cannot make every later event late.
     """
 
     name: str
@@ -106,6 +112,7 @@ class FeatureView:
     event_time: str | None = None
     checks: dict[str, Range | NotNull] = field(default_factory=dict)
     partitions: int | None = None
+    max_future: timedelta | int | str = DEFAULT_MAX_FUTURE
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -123,6 +130,9 @@ class FeatureView:
             raise DefinitionError(f"FeatureView {self.name}: ttl must be positive")
         if self.grace < 0:
             raise DefinitionError(f"FeatureView {self.name}: grace cannot be negative")
+        object.__setattr__(self, "max_future", to_ms(self.max_future, what=f"{self.name}.max_future"))
+        if self.max_future < 0:
+            raise DefinitionError(f"FeatureView {self.name}: max_future cannot be negative")
         object.__setattr__(self, "schema", Path(self.schema))
 
     @property
@@ -132,6 +142,10 @@ class FeatureView:
     @property
     def grace_ms(self) -> int:
         return self.grace  # type: ignore[return-value]
+
+    @property
+    def max_future_ms(self) -> int:
+        return self.max_future  # type: ignore[return-value]
 
     @property
     def dlq_topic(self) -> str:
@@ -174,6 +188,8 @@ class FeatureView:
             "checks": {k: repr(v) for k, v in sorted(self.checks.items())},
             "schema": self.schema_json,
         }
+        if self.max_future_ms != to_ms(DEFAULT_MAX_FUTURE):  # the default keeps existing fingerprints
+            spec["max_future_ms"] = self.max_future_ms
         blob = json.dumps(spec, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

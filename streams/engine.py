@@ -145,6 +145,13 @@ class ViewEngine:
         """Late: earlier than the partition watermark minus grace (semantics.md, "Lateness")."""
         return watermark_ms is not None and event_ms < watermark_ms - self.grace_ms
 
+    def is_from_future(self, event_ms: int, record_ms: int | None) -> bool:
+        """From the future: later than its record's timestamp by more than max_future ("Lateness").
+
+        A record without a timestamp cannot be judged, and passes.
+        """
+        return record_ms is not None and event_ms - record_ms > self.view.max_future_ms
+
     def apply(self, state: EntityState | None, event: Event, watermark_ms: int) -> EntityState | None:
         """Add one non-late event to an entity's state.
 

@@ -108,6 +108,15 @@ class ViewProcessor:
             if until_ms is not None and event.event_ms > until_ms:
                 counts["after_until"] += 1
                 continue
+            if engine.is_from_future(event.event_ms, record.timestamp_ms):
+                result.dead_letters.append(DeadLetter(
+                    record, "future_event_time",
+                    f"event time {event.event_ms} is more than max_future {engine.view.max_future_ms} ms "
+                    f"after the record's timestamp {record.timestamp_ms}",
+                    event.event_ms,
+                ))
+                counts["future_event_time"] += 1
+                continue
             watermark = self.watermarks.get(record.partition)
             if engine.is_late(event.event_ms, watermark):
                 result.dead_letters.append(DeadLetter(

@@ -17,25 +17,34 @@ __all__ = ["PartitionProgress", "Watermarks"]
 
 
 class PartitionProgress(NamedTuple):
-    """One source partition's progress, as stored (changelog, Redis): `watermark,last_offset,aggregated`."""
+    """One source partition's progress, as stored (changelog, Redis):
+    `watermark,last_offset,aggregated,dlq_next`.
+
+    `dlq_next` is where this partition's dead letters had reached in the dead-letter
+    topic when the progress was stored (-1: not known): after a crash, letters past it
+    for offsets past `last_offset` were sent by the batch that did not commit.
+    """
 
     watermark: int | None
     last_offset: int
     aggregated: int = 0
+    dlq_next: int = -1
 
     def encode(self) -> str:
-        return f"{'' if self.watermark is None else self.watermark},{self.last_offset},{self.aggregated}"
+        watermark = "" if self.watermark is None else self.watermark
+        return f"{watermark},{self.last_offset},{self.aggregated},{self.dlq_next}"
 
     @classmethod
     def decode(cls, text: str | bytes) -> PartitionProgress:
-        """Reads this form and the older two-part ones (`watermark:offset`, `watermark,offset`)."""
+        """Reads this form and the older shorter ones (`watermark:offset`, `watermark,offset[,aggregated]`)."""
         if isinstance(text, bytes):
             text = text.decode()
         parts = text.replace(":", ",").split(",")
-        return cls(int(parts[0]) if parts[0] else None, int(parts[1]), int(parts[2]) if len(parts) > 2 else 0)
+        numbers = [int(p) for p in parts[1:4]]
+        return cls(int(parts[0]) if parts[0] else None, *numbers)
 
 
-NOTHING = PartitionProgress(None, -1, 0)
+NOTHING = PartitionProgress(None, -1)
 
 
 class Watermarks:
@@ -48,32 +57,33 @@ class Watermarks:
         """Where a subclass finds a partition not seen in this process (default: nothing)."""
         return NOTHING
 
-    def _entry(self, partition: int) -> PartitionProgress:
+    def entry(self, partition: int) -> PartitionProgress:
+        """This partition's progress, loaded on first use."""
         entry = self._by_partition.get(partition)
         if entry is None:
             entry = self._by_partition[partition] = self._load(partition)
         return entry
 
     def get(self, partition: int) -> int | None:
-        return self._entry(partition).watermark
+        return self.entry(partition).watermark
 
     def last_offset(self, partition: int) -> int:
         """The last offset handled on a partition (-1 for none)."""
-        return self._entry(partition).last_offset
+        return self.entry(partition).last_offset
 
     def handled(self, partition: int, offset: int) -> bool:
         """True when the record at `offset` was already handled (a re-delivery)."""
-        return offset <= self._entry(partition).last_offset
+        return offset <= self.entry(partition).last_offset
 
     def mark(self, partition: int, offset: int) -> None:
         """Record that the record at `offset` has been handled."""
-        entry = self._entry(partition)
+        entry = self.entry(partition)
         if offset > entry.last_offset:
             self._by_partition[partition] = entry._replace(last_offset=offset)
 
     def advance(self, partition: int, event_ms: int) -> int:
         """Include an event time; returns the partition's watermark after it."""
-        entry = self._entry(partition)
+        entry = self.entry(partition)
         if entry.watermark is None or event_ms > entry.watermark:
             self._by_partition[partition] = entry._replace(watermark=event_ms)
             return event_ms
@@ -81,8 +91,14 @@ class Watermarks:
 
     def count_aggregated(self, partition: int) -> None:
         """One more event of this partition went into the states."""
-        entry = self._entry(partition)
+        entry = self.entry(partition)
         self._by_partition[partition] = entry._replace(aggregated=entry.aggregated + 1)
+
+    def dead_letters_reach(self, partition: int, next_offset: int) -> None:
+        """This partition's dead letters now reach `next_offset` in the dead-letter topic."""
+        entry = self.entry(partition)
+        if next_offset > entry.dlq_next:
+            self._by_partition[partition] = entry._replace(dlq_next=next_offset)
 
     def items(self) -> list[tuple[int, PartitionProgress]]:
         return sorted(self._by_partition.items())

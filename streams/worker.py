@@ -32,11 +32,12 @@ from sinks.online import OnlineStore
 from sinks.records import StateWrite
 from sinks.redis_client import connect_redis_async
 from streams import faults
+from streams.dead_letters import DeadLetterLog
 from streams.definitions import FeatureView
 from streams.engine import ViewEngine
 from streams.metrics import WorkerMetrics
 from streams.offset_gaps import GapReader, OffsetGap, fill_gaps, find_gaps
-from streams.processor import BatchResult, SourceRecord, ViewProcessor
+from streams.processor import BatchResult, DeadLetter, SourceRecord, ViewProcessor
 from streams.settings import Settings
 from streams.tansu import FAUST_GROUP_TIMING, recover_tables_to_the_true_end, shorten_faust_fetch_wait
 from streams.watermark import PartitionProgress, Watermarks
@@ -92,7 +93,8 @@ class ViewAgent:
     """Runs one view's batches against the table and the two stores."""
 
     def __init__(self, app: faust.App, view: FeatureView, settings: Settings, store: SchemaStore,
-                 metrics: WorkerMetrics, partitions: int, version: int = 1, replayed: bool = False) -> None:
+                 metrics: WorkerMetrics, partitions: int, version: int = 1, replayed: bool = False,
+                 dlq_partitions: int | None = None) -> None:
         self.app, self.view, self.settings, self.metrics = app, view, settings, metrics
         self.version = version
         # A version a replay built starts with its states in Redis and its progress in the
@@ -119,6 +121,9 @@ class ViewAgent:
         self.last_event_ms = 0
         self._latest: dict[bytes, tuple[int, int]] | None = None  # entity key -> (partition, latest_ms)
         self._offline_seen: dict[int, set[int]] = {}  # partition -> offsets already on disk past its commit
+        self._dlq_seen: dict[int, set[int]] = {}  # partition -> offsets already dead-lettered past its commit
+        self.dlq_log = DeadLetterLog(settings.bootstrap_servers, view.dlq_topic)
+        self.dlq_partitions = dlq_partitions or partitions
         self._last_sweep = time.monotonic()
 
     def load_state(self, entity: str) -> bytes | None:
@@ -186,10 +191,11 @@ class ViewAgent:
         if self.replayed:
             await self._prefetch_replayed(records)
         for partition in {r.partition for r in records} - self._offline_seen.keys():
-            # first batch of this partition since assignment: rows a crashed batch wrote past the
-            # commit point are already on disk, and must not be written twice
+            # first batch of this partition since assignment: rows and dead letters a crashed batch
+            # wrote past the commit point are already out, and must not be written twice
             self._offline_seen[partition] = self.offline.offsets_written_after(
                 partition, self.watermarks.last_offset(partition))
+            self._dlq_seen[partition] = await self._dead_letters_already_sent(partition)
         result = self.processor.process(records, self.load_state, int(time.time() * 1000))
         seen = self._offline_seen
         if any(seen.values()):
@@ -201,11 +207,9 @@ class ViewAgent:
             self.online.write(self.redis, writes, self.watermarks.items()),
             asyncio.to_thread(self.offline.write, result.rows) if result.rows else asyncio.sleep(0),
         )
-        for letter in result.dead_letters:  # a sink too: sent before the commit point
-            await self.dlq.send(key=letter.record.key, value=letter.record.value, headers=letter.headers())
-            _log_json(logging.WARNING, event="dead_letter", view=self.view.name, reason=letter.reason,
-                      partition=letter.record.partition, offset=letter.record.offset, error=letter.error)
         faults.hit("after_offline_write")  # crash tests: Parquet published, changelog not yet
+        if await self._send_dead_letters(result.dead_letters):
+            faults.hit("after_dead_letters")  # crash tests: dead letters acknowledged, changelog not yet
         self._store_in_table(result, writes)
         if time.monotonic() - self._last_sweep >= self.settings.state_sweep_ms / 1000:
             self.expire_states()
@@ -213,6 +217,35 @@ class ViewAgent:
             for offset in range(gap.start, gap.end):
                 self.app.consumer.ack(Message(gap.topic, gap.partition, offset, 0.0, 0, None, None, None, None))
         self._observe(records, result, time.perf_counter() - started)
+
+    async def _dead_letters_already_sent(self, partition: int) -> set[int]:
+        """Source offsets past this partition's stored progress that already have a dead letter (a batch
+        that crashed before its commit point sent them). Reads from where the letters had reached at the
+        last commit; with nothing committed yet (a first batch may crash too), from the start, once."""
+        entry = self.watermarks.entry(partition)
+        found, head = await asyncio.to_thread(
+            self.dlq_log.sources_after, partition % self.dlq_partitions, entry.dlq_next, self.view.topic,
+            partition, entry.last_offset)
+        self.watermarks.dead_letters_reach(partition, head)  # scanned up to here: the next restart starts there
+        return found
+
+    async def _send_dead_letters(self, letters: list[DeadLetter]) -> int:
+        """A sink too, sent and acknowledged before the commit point; each letter once, however often its
+        batch is retried: to the dead-letter partition of its source partition, skipping any already there."""
+        pending = []
+        for letter in letters:
+            source = letter.record
+            if source.offset in self._dlq_seen.get(source.partition, ()):
+                continue
+            sent = await self.dlq.send(key=source.key, value=source.value, headers=letter.headers(),
+                                       partition=source.partition % self.dlq_partitions)
+            pending.append((source.partition, sent))
+            _log_json(logging.WARNING, event="dead_letter", view=self.view.name, reason=letter.reason,
+                      partition=source.partition, offset=source.offset, error=letter.error)
+        for partition, sent in pending:
+            delivered = await sent
+            self.watermarks.dead_letters_reach(partition, delivered.offset + 1)
+        return len(pending)
 
     async def _fill_gaps(self, records: list[SourceRecord], gaps: list[OffsetGap]) -> list[SourceRecord]:
         filled = {gap: await asyncio.to_thread(self.gap_reader.read, gap) for gap in gaps}
@@ -248,6 +281,7 @@ class ViewAgent:
         self.watermarks.forget()
         self._latest = None
         self._offline_seen.clear()
+        self._dlq_seen.clear()
 
     def expire_states(self) -> int:
         """Drop (with a changelog tombstone) entity states the engine says no new event can reach."""
@@ -347,7 +381,8 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     actual = partition_counts(settings)
     agents = [
         ViewAgent(app, view, settings, store, metrics, actual.get(view.topic, view.partitions or settings.partitions),
-                  versions[view.name].version, replayed=bool(versions[view.name].replay))
+                  versions[view.name].version, replayed=bool(versions[view.name].replay),
+                  dlq_partitions=actual.get(view.dlq_topic))
         for view in views
     ]
     wait_s = settings.batch_wait_ms / 1000

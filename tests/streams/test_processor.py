@@ -43,3 +43,40 @@ def test_each_bad_record_gets_its_reason(tmp_path):
     headers = dict(late.headers())
     assert headers["rillet.event_time_ms"] == b"0" and headers["rillet.watermark_ms"] == b"600000"
     assert headers["rillet.source.offset"] == b"5"
+
+
+def test_a_far_future_record_is_dead_lettered_and_moves_no_watermark(tmp_path):
+    """One corrupt event time must not make every later valid event of its partition late."""
+    view = FeatureView("v", "t", write_schema(tmp_path), "entity", [Feature("x", "count", Tumbling("1m"))],
+                       event_time="ts", grace="1m", max_future="1h")
+    store = MemorySchemaStore()
+    encode = EventEncoder(view, store).encode
+    hour, base = 3_600_000, 1_767_225_600_000
+
+    def record(offset: int, ts: int, record_ms: int | None) -> SourceRecord:
+        return SourceRecord("t", 0, offset, record_ms, b"a", encode({"entity": "a", "x": 1.0, "ts": ts}))
+
+    records = [record(0, base, base),
+               record(1, base + 10 * 24 * hour, base + 1),     # ten days ahead of its record: future
+               record(2, base + 60_000, base + 60_000),        # valid, and not late
+               record(3, base + 2 + hour, base + 2),           # exactly max_future ahead: counts
+               record(4, base + 10 * 24 * hour, None)]         # no record time to judge by: counts
+    engine = ViewEngine(view)
+    processor = ViewProcessor(engine, EventDecoder(view, store), Watermarks())
+    result = processor.process(records[:4], lambda entity: None, now_ms=0)
+    assert [(d.reason, d.record.offset) for d in result.dead_letters] == [("future_event_time", 1)]
+    assert "max_future 3600000 ms" in result.dead_letters[0].error
+    assert result.counts["aggregated"] == 3 and result.counts["late"] == 0
+    assert processor.watermarks.get(0) == base + 2 + hour
+    later = processor.process(records[4:], lambda entity: engine.encode(result.states["a"][1]), now_ms=0)
+    assert later.counts["aggregated"] == 1 and not later.dead_letters
+
+
+def test_max_future_keeps_the_default_fingerprint(tmp_path):
+    schema = write_schema(tmp_path)
+    features = [Feature("x", "count", Tumbling("1m"))]
+    plain = FeatureView("v", "t", schema, "entity", features, event_time="ts")
+    assert FeatureView("v", "t", schema, "entity", features, event_time="ts", max_future="1d").fingerprint \
+        == plain.fingerprint
+    assert FeatureView("v", "t", schema, "entity", features, event_time="ts", max_future="1h").fingerprint \
+        != plain.fingerprint
