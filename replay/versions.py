@@ -97,7 +97,7 @@ class VersionRegistry:
         self.redis = client
 
     @staticmethod
-    def _versions_key(view: str) -> str:
+    def versions_key(view: str) -> str:
         return f"rillet:{view}:versions"
 
     @staticmethod
@@ -109,12 +109,12 @@ class VersionRegistry:
         return f"rillet:{view}:v{version}:progress"
 
     def list(self, view: str) -> list[VersionInfo]:
-        raw = self.redis.hgetall(self._versions_key(view))
+        raw = self.redis.hgetall(self.versions_key(view))
         return sorted((self._with_events(view, VersionInfo(**json.loads(v))) for v in raw.values()),
                       key=lambda i: i.version)
 
     def get(self, view: str, version: int) -> VersionInfo | None:
-        raw = self.redis.hget(self._versions_key(view), str(version))
+        raw = self.redis.hget(self.versions_key(view), str(version))
         return self._with_events(view, VersionInfo(**json.loads(raw))) if raw else None
 
     def _with_events(self, view: str, info: VersionInfo) -> VersionInfo:
@@ -128,7 +128,7 @@ class VersionRegistry:
         return int(raw) if raw is not None else None
 
     def save(self, view: str, info: VersionInfo) -> None:
-        self.redis.hset(self._versions_key(view), str(info.version), info.to_json())
+        self.redis.hset(self.versions_key(view), str(info.version), info.to_json())
 
     def for_worker(self, view: FeatureView) -> int:
         """The version a live worker of this definition writes: the active one, if it is this definition.
@@ -137,7 +137,7 @@ class VersionRegistry:
         (saying to replay) when the active version was built from another definition.
         """
         first = VersionInfo(1, view.fingerprint, ACTIVE, _now_ms(), view_spec(view))
-        if self.redis.hsetnx(self._versions_key(view.name), "1", first.to_json()):
+        if self.redis.hsetnx(self.versions_key(view.name), "1", first.to_json()):
             self.redis.setnx(self.active_key(view.name), 1)
         active = self.active(view.name) or 1
         info = self.get(view.name, active)
@@ -162,13 +162,13 @@ class VersionRegistry:
                 return info, True
         number = max((v.version for v in versions), default=0) + 1
         info = VersionInfo(number, view.fingerprint, BUILDING, _now_ms(), view_spec(view), replay=replay)
-        if not self.redis.hsetnx(self._versions_key(view.name), str(number), info.to_json()):
+        if not self.redis.hsetnx(self.versions_key(view.name), str(number), info.to_json()):
             raise RilletError(f"view {view.name}: version {number} was created meanwhile; run the replay again")
         return info, False
 
     def switch(self, view: str, version: int) -> int | None:
         """Make `version` active and retire the one before, atomically. Returns the old active version."""
-        key, active_key = self._versions_key(view), self.active_key(view)
+        key, active_key = self.versions_key(view), self.active_key(view)
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -188,6 +188,15 @@ class VersionRegistry:
                 except redis.WatchError:
                     continue
 
+    def recreate(self, view: FeatureView, version: int, replayed: bool = False) -> bool:
+        """Put back a version's record and the active pointer after Redis lost them (nothing already there
+        is changed). Returns True when the record was missing."""
+        info = VersionInfo(version, view.fingerprint, ACTIVE, _now_ms(), view_spec(view),
+                           replay={"recreated": True} if replayed else {})
+        missing = bool(self.redis.hsetnx(self.versions_key(view.name), str(version), info.to_json()))
+        self.redis.setnx(self.active_key(view.name), version)
+        return missing
+
     def gc(self, view: str) -> list[int]:
         """Delete retired versions: their online keys, progress and records (not the active one)."""
         removed = []
@@ -197,7 +206,7 @@ class VersionRegistry:
             for batch in _batched(self.redis.scan_iter(f"rillet:{view}:v{info.version}:e:*", count=1000), 1000):
                 self.redis.unlink(*batch)
             self.redis.delete(self.progress_key(view, info.version), events_key(view, info.version))
-            self.redis.hdel(self._versions_key(view), str(info.version))
+            self.redis.hdel(self.versions_key(view), str(info.version))
             removed.append(info.version)
         return removed
 

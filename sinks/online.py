@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import redis
 import redis.asyncio as aredis
@@ -49,6 +50,15 @@ class OnlineStore:
         """Hash: source partition -> events this version aggregated from it (`rillet versions`)."""
         return events_key(self.view.name, self.version)
 
+    @property
+    def live_key(self) -> str:
+        """Hash: source partition -> "1" once Redis holds every state of that partition.
+
+        Written with the states, so a Redis that comes back empty (no persistence, a
+        failover that lost writes) shows it by the markers it lost with them.
+        """
+        return f"rillet:{self.view.name}:v{self.version}:live"
+
     async def write(self, client: aredis.Redis, writes: list[StateWrite],
                     progress: list[tuple[int, PartitionProgress]] = (), *, max_wait_s: float = 60.0) -> None:
         """Write a batch of states (and each partition's aggregated count) in one pipeline; while Redis
@@ -60,16 +70,52 @@ class OnlineStore:
         """
         if not writes and not progress:
             return
+
+        async def attempt() -> None:
+            async with client.pipeline(transaction=False) as pipe:
+                for w in writes:
+                    pipe.set(self.key(w.entity), w.state, px=self.expire_ms)
+                if progress:
+                    pipe.hset(self.events_key, mapping={str(p): e.aggregated for p, e in progress})
+                await pipe.execute()
+
+        await self._retrying(attempt, max_wait_s)
+
+    async def unmarked(self, client: aredis.Redis, partitions: list[int], *, max_wait_s: float = 60.0) -> list[int]:
+        """The partitions among `partitions` whose states Redis may have lost (their live marker is gone)."""
+        if not partitions:
+            return []
+
+        async def attempt() -> list[int]:
+            marks = await client.hmget(self.live_key, [str(p) for p in partitions])
+            return [p for p, mark in zip(partitions, marks, strict=True) if mark is None]
+
+        return await self._retrying(attempt, max_wait_s)
+
+    async def restore(self, client: aredis.Redis, states: list[tuple[str, bytes]], partitions: list[int], *,
+                      chunk: int = 5_000, max_wait_s: float = 60.0) -> None:
+        """Write back every state of `partitions`, then mark them live again (last, so a restore cut short
+        is done again)."""
+        for lo in range(0, len(states), chunk):
+            part = states[lo:lo + chunk]
+
+            async def attempt(part: list[tuple[str, bytes]] = part) -> None:
+                async with client.pipeline(transaction=False) as pipe:
+                    for entity, blob in part:
+                        pipe.set(self.key(entity), blob, px=self.expire_ms)
+                    await pipe.execute()
+
+            await self._retrying(attempt, max_wait_s)
+        if partitions:
+            await self._retrying(lambda: client.hset(self.live_key, mapping={str(p): 1 for p in partitions}),
+                                 max_wait_s)
+
+    async def _retrying(self, attempt: Any, max_wait_s: float) -> Any:
+        """Run `attempt()` until Redis answers: the worker waits out an outage, it never drops a batch."""
         delay = 0.05
         while True:
             try:
-                async with client.pipeline(transaction=False) as pipe:
-                    for w in writes:
-                        pipe.set(self.key(w.entity), w.state, px=self.expire_ms)
-                    if progress:
-                        pipe.hset(self.events_key, mapping={str(p): e.aggregated for p, e in progress})
-                    await pipe.execute()
-                return
+                return await attempt()
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 log.warning(
                     '{"event": "redis_unavailable", "view": "%s", "retry_in_s": %.2f, "error": "%s"}',

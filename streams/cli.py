@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     versions.add_argument("--features", dest="sub_features", help="feature definitions file")
     versions.add_argument("--view", help="one view (default: every defined view)")
 
+    restore = sub.add_parser("restore", help="write a view's states back to Redis from the workers' changelog "
+                             "(after Redis lost data)")
+    restore.add_argument("--features", dest="sub_features", help="feature definitions file")
+    restore.add_argument("--view", required=True)
+    restore.add_argument("--version", type=int, default=None, help="default: the active version")
+
     dlq = sub.add_parser("dlq", help="show what went to a view's dead-letter topic, and why")
     dlq.add_argument("--features", dest="sub_features", help="feature definitions file")
     dlq.add_argument("--view", required=True)
@@ -326,19 +332,9 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                           "records": sum(r.records for r in report.ranges), "dry_run": True}))
         return 0
     started = time.monotonic()
-    progress: Progress | None = None
-
-    def show(done: int, total: int, rate: float) -> None:
-        nonlocal progress
-        if progress is None:
-            progress = Progress("replay", total, "records")
-        progress.update(done, total=total, extra=f"lag {max(total - done, 0):,}")
-
-    try:
-        report = replay.run(on_progress=show)
-    finally:
-        if progress is not None:
-            progress.close()
+    with Progress("replay", 0, "records") as progress:
+        report = replay.run(on_progress=lambda done, total, rate: progress.update(
+            done, total=total, extra=f"lag {max(total - done, 0):,}"))
     summary = {"view": view.name, "version": report.version, "resumed": report.resumed,
                "records": report.counts["read"], "aggregated": report.counts["aggregated"],
                "late": report.counts["late"], "future_event_time": report.counts["future_event_time"],
@@ -403,6 +399,19 @@ def _version_lag(settings: Settings, registry: Any, view: Any, info: Any, heads:
         done = committed_offsets(settings, live_group(settings.worker_group, {view.name: info}),
                                  view.topic, sorted(heads))
     return sum(max(head - max(done.get(p, 0), 0), 0) for p, head in heads.items())
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
+
+    from sinks.restore import restore_online
+
+    view = _view(_views(args, settings), args.view)
+    with Progress("restore", 0, "records") as progress:
+        report = restore_online(settings, view, args.version,
+                                on_progress=lambda done, total: progress.update(done, total=total))
+    print(json.dumps(asdict(report)))
+    return 0
 
 
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
@@ -485,7 +494,8 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 
 COMMANDS = {"up": cmd_up, "worker": cmd_worker, "publish": cmd_publish, "get": cmd_get, "demo": cmd_demo,
             "schemas": cmd_schemas, "registry": cmd_registry, "serve": cmd_serve,
-            "dlq": cmd_dlq, "historical": cmd_historical, "replay": cmd_replay, "versions": cmd_versions}
+            "dlq": cmd_dlq, "restore": cmd_restore, "historical": cmd_historical, "replay": cmd_replay,
+            "versions": cmd_versions}
 
 
 def main(argv: list[str] | None = None) -> int:

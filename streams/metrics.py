@@ -25,6 +25,9 @@ class WorkerMetrics:
             "rillet_duplicate_events", "Re-delivered events skipped (already applied)", ["view"], registry=r)
         self.read_back = Counter(
             "rillet_offsets_read_back", "Records the stream skipped, read back from the broker", ["view"], registry=r)
+        self.restored = Counter(
+            "rillet_states_restored", "Entity states written back to a Redis that had lost them", ["view"],
+            registry=r)
         self.expired = Counter(
             "rillet_states_expired", "Entity states dropped: no new event can reach them", ["view"], registry=r)
         self.lag = Gauge(

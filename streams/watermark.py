@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["PartitionProgress", "Watermarks"]
+__all__ = ["PROGRESS_KEY_PREFIX", "PartitionProgress", "Watermarks"]
+
+#: Keys of the progress records in a worker's state table (beside the entity keys): prefix + partition.
+PROGRESS_KEY_PREFIX = b"\x00watermark:"
 
 
 class PartitionProgress(NamedTuple):

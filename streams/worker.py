@@ -40,13 +40,12 @@ from streams.offset_gaps import GapReader, OffsetGap, fill_gaps, find_gaps
 from streams.processor import BatchResult, DeadLetter, SourceRecord, ViewProcessor
 from streams.settings import Settings
 from streams.tansu import FAUST_GROUP_TIMING, recover_tables_to_the_true_end, shorten_faust_fetch_wait
-from streams.watermark import PartitionProgress, Watermarks
+from streams.watermark import PROGRESS_KEY_PREFIX, PartitionProgress, Watermarks
 
 __all__ = ["build_app", "state_table_name"]
 
 log = logging.getLogger("rillet.worker")
 
-_WATERMARK_PREFIX = b"\x00watermark:"
 
 
 def state_table_name(view: FeatureView, version: int = 1) -> str:
@@ -67,7 +66,7 @@ class _TableWatermarks(Watermarks):
 
     @staticmethod
     def key(partition: int) -> bytes:
-        return _WATERMARK_PREFIX + str(partition).encode()
+        return PROGRESS_KEY_PREFIX + str(partition).encode()
 
     @staticmethod
     def encode(entry: PartitionProgress) -> bytes:
@@ -113,6 +112,7 @@ class ViewAgent:
         self.watermarks = _TableWatermarks(self.table)
         self._from_redis: dict[str, bytes] = {}
         self._handover_loaded = False
+        self._lock = asyncio.Lock()
         self.processor = ViewProcessor(self.engine, EventDecoder(view, store), self.watermarks)
         self.online = OnlineStore(view, version)
         self.offline = OfflineStore(settings.offline_root, view, version)
@@ -162,6 +162,52 @@ class ViewAgent:
         self._from_redis = {e: b for e, b in zip(missing, blobs, strict=True) if b is not None}
 
     async def handle(self, events: list[EventT]) -> None:
+        """One batch; never at the same time as a Redis restore (it writes states from the table)."""
+        async with self._lock:
+            await self._heal_redis()
+            await self._handle(events)
+
+    async def heal_redis(self) -> int:
+        """Restore what Redis lost (a timer calls this, so a quiet worker heals too)."""
+        if self.app.rebalancing or self._lock.locked():
+            return 0
+        async with self._lock:
+            return await self._heal_redis()
+
+    async def _heal_redis(self) -> int:
+        """If Redis lost this worker's partitions (their live markers are gone: it restarted empty, or a
+        failover lost writes), write back every state the table holds for them before any batch commits.
+
+        States the worker already expired by the contract's rule stay forgotten.
+        """
+        assigned = sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.view.topic)
+        missing = await self.online.unmarked(self.redis, assigned)
+        if not missing:
+            return 0
+        started, wanted = time.perf_counter(), set(missing)
+        await asyncio.to_thread(self._recreate_version_record)  # lost with the states, if Redis lost everything
+        states = [(key.decode(), blob) for key, blob in list(self.table.data.items())
+                  if not key.startswith(PROGRESS_KEY_PREFIX) and self.engine.decode(blob).partition in wanted]
+        await self.online.restore(self.redis, states, missing)
+        if not states:  # a first start, or nothing held: only the markers were missing
+            return 0
+        self.metrics.restored.labels(self.view.name).inc(len(states))
+        _log_json(logging.WARNING, event="redis_restored", view=self.view.name, version=self.version,
+                  partitions=missing, states=len(states), seconds=round(time.perf_counter() - started, 3),
+                  message="Redis had lost these partitions' states: written back from the table")
+        return len(states)
+
+    def _recreate_version_record(self) -> None:
+        from replay.versions import VersionRegistry
+        from sinks.redis_client import connect_redis
+
+        client = connect_redis(self.settings)
+        try:
+            VersionRegistry(client).recreate(self.view, self.version, self.replayed)
+        finally:
+            client.close()
+
+    async def _handle(self, events: list[EventT]) -> None:
         started = time.perf_counter()
         if not await self._still_active():
             _log_json(logging.ERROR, event="version_retired", view=self.view.name, version=self.version,
@@ -290,7 +336,7 @@ class ViewAgent:
         if self._latest is None:
             self._latest = {}
             for key, blob in list(data.items()):
-                if not key.startswith(_WATERMARK_PREFIX):
+                if not key.startswith(PROGRESS_KEY_PREFIX):
                     state = self.engine.decode(blob)
                     self._latest[key] = (state.partition, state.latest_ms)
         dropped = 0
@@ -409,6 +455,11 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     @app.timer(1.0)  # as often as Faust commits (broker_commit_interval)
     async def commit_handled_offsets() -> None:
         await _commit_handled(app, agents)
+
+    @app.timer(1.0)
+    async def heal_redis() -> None:
+        for agent in agents:
+            await agent.heal_redis()
 
     app.rillet_metrics = metrics  # type: ignore[attr-defined]
     app.rillet_agents = agents  # type: ignore[attr-defined]

@@ -8,15 +8,21 @@ value equals the oracle.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
+from replay.versions import VersionRegistry
+from sinks.redis_client import connect_redis
 from streams.demo import synthetic_payments, worker_process
 from streams.lag import committed_offsets, wait_caught_up
+from streams.probe import worker_metric
 from streams.producer import EventProducer
-from streams.stack import EmbeddedStack, free_port, wait_until
+from streams.stack import EmbeddedStack, free_port, redis_answers, wait_until
 from tests.helpers import assert_online_equals_oracle, view_under_test
 
 pytestmark = pytest.mark.integration
@@ -58,4 +64,47 @@ def test_worker_rides_out_a_redis_outage(stack, tmp_path):
                            alive=worker.alive)
         finally:
             worker.stop()
+        assert_online_equals_oracle(settings, view, history)
+
+
+def test_a_redis_that_comes_back_empty_is_healed_from_the_table(stack, tmp_path):
+    """Redis killed and restarted empty (no persistence, or a failover that lost writes): with no new
+    event, every entity reads its oracle value again, written back from the worker's table."""
+    with EmbeddedStack(stack.settings, broker_port=None, redis="embedded", workdir=tmp_path / "own-redis") as own:
+        valkey = next(p for p in own.processes if p.name == "redis")
+        case = view_under_test(own, tmp_path, FEATURES, "heal", batch_size=100, batch_wait_ms=20)
+        view, settings = case.view, case.settings
+        base = 1_767_225_600_000
+        history = synthetic_payments(users=25, events=500, start_ms=base, end_ms=base + 3_600_000, seed=4)
+        port = free_port()
+        worker = worker_process(settings, str(case.features), tmp_path, port)
+        try:
+            with EventProducer(settings, view) as producer:
+                producer.send_many(history)
+            wait_caught_up(settings, settings.worker_group, view.topic, producer.report.heads, timeout_s=120,
+                           alive=worker.alive)
+            assert worker_metric(port, "rillet_states_restored_total", view.name) == 0  # a first start restores none
+            valkey.kill()
+            valkey.start()  # the same port, nothing on disk: empty
+            wait_until(lambda: redis_answers(settings.redis_url), timeout_s=30, what="Valkey to restart")
+            wait_until(lambda: worker_metric(port, "rillet_states_restored_total", view.name), timeout_s=60,
+                       what="the worker to restore Redis")
+            assert worker_metric(port, "rillet_states_restored_total", view.name) == 25
+            assert "redis_restored" in worker.tail(400)
+        finally:
+            worker.stop()
+        assert_online_equals_oracle(settings, view, history)
+
+        # with no worker running, `rillet restore` does the same from the changelog alone
+        valkey.kill()
+        valkey.start()
+        wait_until(lambda: redis_answers(settings.redis_url), timeout_s=30, what="Valkey to restart")
+        restored = subprocess.run([sys.executable, "-m", "streams.cli", "restore", "--features", str(case.features),
+                                   "--view", view.name], capture_output=True, text=True, timeout=120,
+                                  env={**os.environ, **settings.to_env()})
+        assert restored.returncode == 0, restored.stderr
+        report = json.loads(restored.stdout)
+        assert (report["version"], report["states"], report["partitions"]) == (1, 25, [0])
+        assert report["recreated_version_record"]  # Redis had lost it with the states
+        assert VersionRegistry(connect_redis(settings)).active(view.name) == 1
         assert_online_equals_oracle(settings, view, history)
