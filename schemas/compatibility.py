@@ -86,13 +86,93 @@ def _load(schema: dict | str | list) -> tuple[Any, avro.schema.Schema]:
             data = schema if schema in _PRIMITIVES else json.loads(schema)  # "long" as well as '"long"'
         else:
             data = copy.deepcopy(schema)
+        data = _unqualify(data)
+        parsed = avro.schema.parse(json.dumps(data))
     except json.JSONDecodeError as exc:
         raise InvalidSchemaError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    data = _unqualify(data)
-    try:
-        return data, avro.schema.parse(json.dumps(data))
+    except RecursionError:
+        raise InvalidSchemaError("nested too deeply to check") from None
     except (avro.errors.SchemaParseException, avro.errors.AvroException, TypeError, ValueError) as exc:
         raise InvalidSchemaError(f"not a valid Avro schema: {exc}") from None
+    problem = _bad_default(data, {}, "")
+    if problem:
+        raise InvalidSchemaError(f"not a valid Avro schema: {problem}")
+    return data, parsed
+
+
+_DEFAULT_CHECKS: dict[str, Any] = {
+    "null": lambda v: v is None,
+    "boolean": lambda v: isinstance(v, bool),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool) and -2**31 <= v < 2**31,
+    "long": lambda v: isinstance(v, int) and not isinstance(v, bool) and -2**63 <= v < 2**63,
+    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "double": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "bytes": lambda v: isinstance(v, str),
+    "string": lambda v: isinstance(v, str),
+}
+
+
+def _bad_default(schema: Any, named: dict[str, Any], path: str) -> str | None:
+    """The first field default that does not match its type (a union's default matches its first branch),
+    as Avro's own parser and Confluent refuse them; None when every default fits."""
+    if isinstance(schema, list):
+        return next((p for branch in schema if (p := _bad_default(branch, named, path))), None)
+    if not isinstance(schema, dict):
+        return None
+    kind = schema.get("type")
+    if kind in ("record", "error", "enum", "fixed") and isinstance(schema.get("name"), str):
+        named[schema["name"]] = schema
+    if kind in ("record", "error"):
+        for field in schema.get("fields", []):
+            where = f"{path}/fields/{field.get('name')}"
+            found = _bad_default(field.get("type"), named, where)
+            if found:
+                return found
+            if "default" in field and not _default_fits(field["default"], field.get("type"), named):
+                return f"{where}/default: {json.dumps(field['default'])} is not a {_type_name(field.get('type'))}"
+        return None
+    if kind == "array":
+        return _bad_default(schema.get("items"), named, f"{path}/items")
+    if kind == "map":
+        return _bad_default(schema.get("values"), named, f"{path}/values")
+    return None
+
+
+def _default_fits(value: Any, schema: Any, named: dict[str, Any]) -> bool:
+    if isinstance(schema, list):
+        return bool(schema) and _default_fits(value, schema[0], named)
+    if isinstance(schema, str):
+        if schema in _DEFAULT_CHECKS:
+            return _DEFAULT_CHECKS[schema](value)
+        return schema not in named or _default_fits(value, named[schema], named)
+    if not isinstance(schema, dict):
+        return True
+    kind = schema.get("type")
+    if isinstance(kind, str) and kind in _DEFAULT_CHECKS and "logicalType" not in schema:
+        return _DEFAULT_CHECKS[kind](value)
+    if kind == "enum":
+        return value in schema.get("symbols", [])
+    if kind == "fixed":
+        return isinstance(value, str) and len(value) == schema.get("size")
+    if kind == "array":
+        return isinstance(value, list) and all(_default_fits(v, schema.get("items"), named) for v in value)
+    if kind == "map":
+        return isinstance(value, dict) and all(_default_fits(v, schema.get("values"), named) for v in value.values())
+    if kind in ("record", "error"):
+        return isinstance(value, dict) and all(
+            _default_fits(value[f["name"]], f.get("type"), named) if f.get("name") in value else "default" in f
+            for f in schema.get("fields", []))
+    if isinstance(kind, str) and kind in _DEFAULT_CHECKS:  # a logical type: the underlying type's rule
+        return _DEFAULT_CHECKS[kind](value)
+    return True
+
+
+def _type_name(schema: Any) -> str:
+    if isinstance(schema, list):
+        return f"{_type_name(schema[0])} (a union's default is of its first type)" if schema else "union"
+    if isinstance(schema, dict):
+        return str(schema.get("type"))
+    return str(schema)
 
 
 def _named_path(location: str, reader: Any) -> str:

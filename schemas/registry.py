@@ -21,6 +21,8 @@ from typing import Any
 from aiohttp import web
 
 from schemas.compatibility import InvalidSchemaError, Mode, check, check_pair
+from schemas.registry_openapi import registry_openapi
+from streams.http_body import BodyError, read_json_body
 
 __all__ = ["RegistryError", "RegistryState", "make_app", "serve"]
 
@@ -92,7 +94,7 @@ class RegistryState:
         if str(version) in ("latest", "-1"):
             return versions[-1]
         try:
-            number = int(version)
+            number = _strict_int(str(version))
         except ValueError:
             raise RegistryError(422, 42202, f"The specified version '{version}' is not a valid version id. "
                                 "Allowed values are between [1, 2^31-1] and the string \"latest\"") from None
@@ -118,12 +120,18 @@ class RegistryState:
         text = body.get("schema")
         if not isinstance(text, str):
             raise RegistryError(422, 42201, "Either the input schema or one its references is invalid: no schema")
+        if body.get("references"):
+            raise RegistryError(422, 42201, "Schema references are not supported by this registry: inline the "
+                                "referenced types in the schema")
         try:
             parsed = json.loads(text)
-            check_pair(parsed, parsed)  # full Avro parse
-        except (json.JSONDecodeError, InvalidSchemaError) as exc:
+            check_pair(parsed, parsed)  # full Avro parse, defaults checked against their types
+        except (ValueError, InvalidSchemaError) as exc:
             raise RegistryError(422, 42201, f"Either the input schema or one its references is invalid: {exc}") \
                 from None
+        except RecursionError:
+            raise RegistryError(422, 42201, "Either the input schema or one its references is invalid: "
+                                "nested too deeply") from None
         return parsed, text
 
     def register(self, subject: str, body: dict) -> dict:
@@ -135,7 +143,7 @@ class RegistryState:
         for entry in live:
             if entry["id"] == existing_id:
                 return {"id": existing_id, "version": entry["version"], "subject": subject, "schema": text}
-        problems = check(parsed, [json.loads(self.schemas[v["id"]]) for v in live], self.mode_of(subject))
+        problems = _checked(parsed, [json.loads(self.schemas[v["id"]]) for v in live], self.mode_of(subject))
         if problems:
             details = "; ".join(str(p) for p in problems)
             raise RegistryError(409, 409, f"Schema being registered is incompatible with an earlier schema for "
@@ -172,7 +180,7 @@ class RegistryState:
         else:
             previous = [json.loads(self.schemas[self.version(subject, version)["id"]])]
             mode = Mode(mode.value.removesuffix("_TRANSITIVE"))
-        return [str(p) for p in check(parsed, previous, mode)]
+        return [str(p) for p in _checked(parsed, previous, mode)]
 
     def delete_subject(self, subject: str, permanent: bool) -> list[int]:
         versions = self.subjects.get(subject)
@@ -188,8 +196,12 @@ class RegistryState:
         return numbers
 
     def set_compatibility(self, subject: str | None, level: Any) -> str:
+        """Set a level; anything but one of the level names (a missing key, null, a typo) is refused,
+        never read as NONE, which would turn checking off."""
         try:
-            mode = Mode(str(level).upper())
+            if not isinstance(level, str):
+                raise ValueError(level)
+            mode = Mode(level.upper())
         except ValueError:
             raise RegistryError(422, 42203, "Invalid compatibility level. Valid values are none, backward, "
                                 "forward, full, backward_transitive, forward_transitive, and full_transitive"
@@ -211,9 +223,10 @@ def make_app(state: RegistryState) -> web.Application:
 
     async def body(request: web.Request) -> dict:
         try:
-            data = await request.json(loads=json.loads)
-        except (json.JSONDecodeError, ValueError):
-            raise RegistryError(422, 42201, "request body is not JSON") from None
+            data = await read_json_body(request)
+        except BodyError as exc:
+            raise RegistryError(exc.status if exc.status != 400 else 422, 42201 if exc.status == 400
+                                else exc.status * 100, f"request body: {exc.message}") from None
         if not isinstance(data, dict):
             raise RegistryError(422, 42201, "request body must be a JSON object")
         return data
@@ -228,6 +241,10 @@ def make_app(state: RegistryState) -> web.Application:
     @routes.get("/")
     async def root(request: web.Request) -> web.Response:
         return reply({})
+
+    @routes.get("/openapi.json")
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(registry_openapi())
 
     @routes.get("/schemas/types")
     async def types(request: web.Request) -> web.Response:
@@ -311,11 +328,26 @@ def make_app(state: RegistryState) -> web.Application:
     return app
 
 
+def _strict_int(text: str) -> int:
+    """Plain ASCII digits only: `int()` would also take "٣" (3), "1_0" (10) and " 7"."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
+        raise ValueError(text)
+    return int(text)
+
+
 def _int(text: str) -> int:
     try:
-        return int(text)
+        return _strict_int(text)
     except ValueError:
         raise RegistryError(404, 40403, f"Schema {text} not found") from None
+
+
+def _checked(new: Any, previous: list, mode: Mode) -> list:
+    try:
+        return check(new, previous, mode)
+    except RecursionError:
+        raise RegistryError(422, 42201, "Either the input schema or one its references is invalid: "
+                            "nested too deeply") from None
 
 
 def _verdict(problems: list[str], request: web.Request) -> dict:
@@ -327,4 +359,5 @@ def _verdict(problems: list[str], request: web.Request) -> dict:
 
 def serve(host: str, port: int, path: Path) -> None:
     """Run the registry until interrupted (Ctrl-C / SIGTERM)."""
-    web.run_app(make_app(RegistryState.load(path)), host=host, port=port, print=None)
+    web.run_app(make_app(RegistryState.load(path)), host=host, port=port, print=None, access_log=None,
+                keepalive_timeout=15, shutdown_timeout=5)  # an idle client neither holds a connection nor a stop

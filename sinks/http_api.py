@@ -28,9 +28,10 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from sinks.reads import FeatureReader
 from streams.engine import AsOfTooEarlyError
 from streams.errors import UnknownFeatureError
+from streams.http_body import BodyError, read_json_body
 from streams.timeutil import format_ms
 
-__all__ = ["OPENAPI", "make_app"]
+__all__ = ["OPENAPI", "make_app", "openapi_document"]
 
 
 class _BadRequest(Exception):
@@ -39,7 +40,8 @@ class _BadRequest(Exception):
         self.status, self.message = status, message
 
 
-def _parse_request(body: Any) -> tuple[list[str], list[dict[str, Any]], int | None]:
+def _parse_request(body: Any, max_entities: int) -> tuple[list[str], list[str], list[dict[str, Any]], int | None]:
+    """(features, entity keys, entity rows, as_of) from a request body; every problem is a 4xx naming it."""
     if not isinstance(body, dict):
         raise _BadRequest(400, "the body must be a JSON object with 'features' and 'entities'")
     features = body.get("features")
@@ -56,8 +58,12 @@ def _parse_request(body: Any) -> tuple[list[str], list[dict[str, Any]], int | No
     lengths = {len(v) for v in columns.values()}
     if len(lengths) != 1:
         raise _BadRequest(400, f"'entities' lists differ in length: {sorted(lengths)}")
+    count = lengths.pop()
+    if count > max_entities:
+        raise _BadRequest(413, f"{count} entities in one request; at most {max_entities} "
+                          "(rillet serve --max-entities): split the request")
     rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-    return features, rows, _parse_as_of(body.get("as_of"))
+    return features, list(columns), rows, _parse_as_of(body.get("as_of"))
 
 
 def _parse_as_of(value: Any) -> int | None:
@@ -83,8 +89,15 @@ def _status(value: Any, stamp: int | None, known: bool) -> str:
     return "NULL_VALUE" if value is None else "PRESENT"
 
 
-def make_app(reader: FeatureReader, client: aredis.Redis) -> web.Application:
-    """The HTTP edge over a FeatureReader; every read is one pipelined round trip to Redis."""
+def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int = 10_000,
+             body_timeout_s: float = 10.0) -> web.Application:
+    """The HTTP edge over a FeatureReader; every read is one pipelined round trip to Redis.
+
+    Args:
+        max_entities: the most entities one request may ask for (a 413 beyond), so one huge request
+            cannot hold every other client up.
+        body_timeout_s: how long a client may take to send its body (a 408 after).
+    """
     routes = web.RouteTableDef()
     registry = CollectorRegistry()
     latency = Histogram("rillet_serve_request_seconds", "Time to answer POST /features/online, by status",
@@ -106,10 +119,10 @@ def make_app(reader: FeatureReader, client: aredis.Redis) -> web.Application:
     async def online(request: web.Request) -> web.Response:
         try:
             try:
-                body = await request.json()
-            except (json.JSONDecodeError, ValueError):
-                raise _BadRequest(400, "the body is not JSON") from None
-            features, rows, as_of = _parse_request(body)
+                body = await read_json_body(request, body_timeout_s)
+            except BodyError as exc:
+                raise _BadRequest(exc.status, exc.message) from None
+            features, entity_keys, rows, as_of = _parse_request(body, max_entities)
             plan = reader.plan(features, rows)
         except _BadRequest as exc:
             return reply({"error": "bad_request", "message": exc.message}, exc.status)
@@ -125,7 +138,6 @@ def make_app(reader: FeatureReader, client: aredis.Redis) -> web.Application:
             return reply({"error": "unavailable", "message": "the online store does not answer"}, 503)
         known = {view: [blob is not None for blob in view_blobs]
                  for (view, _keys), (_version, view_blobs) in zip(plan.keys, fetched, strict=True)}
-        entity_keys = list(rows[0]) if rows else []
         refs = [f"{view}:{name}" for view, names in plan.wanted.items() for name in names]
         formatted: dict[int | None, str | None] = {}  # an entity's features share one timestamp: format it once
 
@@ -160,9 +172,11 @@ def make_app(reader: FeatureReader, client: aredis.Redis) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), content_type="text/plain")
 
+    document = openapi_document(max_entities)
+
     @routes.get("/openapi.json")
     async def openapi(request: web.Request) -> web.Response:
-        return reply(OPENAPI)
+        return reply(document)
 
     app = web.Application(middlewares=[timed])
     app.add_routes(routes)
@@ -183,9 +197,12 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "features": {"type": "array", "minItems": 1, "items": {"type": "string"},
                                  "example": ["payments:amount_sum_5m"]},
-                    "entities": {"type": "object", "additionalProperties": {"type": "array", "items": {}},
+                    "entities": {"type": "object", "minProperties": 1,
+                                 "additionalProperties": {"type": "array", "items": {
+                                     "oneOf": [{"type": "string"}, {"type": "integer"}]}},
                                  "example": {"user_id": ["u0001", "u0002"]}},
-                    "as_of": {"oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}]},
+                    "as_of": {"nullable": True,
+                              "oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}]},
                 }}}}},
             "responses": {
                 "200": {"description": "Column-oriented results, one per name in metadata.feature_names",
@@ -205,6 +222,12 @@ OPENAPI: dict[str, Any] = {
                 "400": {"description": "Malformed body or missing entity key",
                         "content": {"application/json": {"schema": _ERROR}}},
                 "404": {"description": "Unknown view or feature", "content": {"application/json": {"schema": _ERROR}}},
+                "408": {"description": "The body did not arrive in time",
+                        "content": {"application/json": {"schema": _ERROR}}},
+                "413": {"description": "Too many entities in one request",
+                        "content": {"application/json": {"schema": _ERROR}}},
+                "415": {"description": "A charset other than one Python knows",
+                        "content": {"application/json": {"schema": _ERROR}}},
                 "422": {"description": "as_of earlier than an entity's latest event",
                         "content": {"application/json": {"schema": _ERROR}}},
                 "503": {"description": "The online store does not answer",
@@ -217,3 +240,11 @@ OPENAPI: dict[str, Any] = {
                             "responses": {"200": {"description": "ok"}, "503": {"description": "Redis down"}}}},
     },
 }
+
+
+def openapi_document(max_entities: int) -> dict[str, Any]:
+    """The OpenAPI document of a server that accepts at most `max_entities` per request."""
+    document = json.loads(json.dumps(OPENAPI))
+    body = document["paths"]["/features/online"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    body["properties"]["entities"]["additionalProperties"]["maxItems"] = max_entities
+    return document

@@ -131,7 +131,7 @@ class FeatureReader:
             for i, row in enumerate(entity_rows):
                 if view.entity not in row:
                     raise UnknownFeatureError(f"entity row {i} has no {view.entity!r} (needed by view {view_name})")
-                entities.append(str(row[view.entity]))
+                entities.append(_entity_text(row[view.entity], i, view.entity))
             keys.append((view_name, entities))
         return ReadPlan(wanted, entity_rows, keys)
 
@@ -235,3 +235,17 @@ class FeatureReader:
 def _fetched(reply: list) -> tuple[int, list[bytes | None]]:
     version, blobs, _count = reply
     return int(version), [blob or None for blob in blobs]
+
+
+def _entity_text(value: Any, row: int, name: str) -> str:
+    """An entity value as its key text: a string or an integer, which must encode as UTF-8 (a lone
+    surrogate cannot be a Redis key, nor any record key a producer sent)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise UnknownFeatureError(f"entity row {row}: {name} must be a string or an integer, "
+                                  f"not {type(value).__name__}")
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnknownFeatureError(f"entity row {row}: {name} is not valid UTF-8 text") from None
+    return text

@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--features", dest="sub_features", help="feature definitions file")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=6566)
+    serve.add_argument("--max-entities", type=int, default=10_000, help="most entities one request may ask for")
 
     registry = sub.add_parser("registry", help="run the embedded Confluent-compatible schema registry")
     registry.add_argument("--host", default="127.0.0.1")
@@ -437,11 +438,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.redis_client import connect_redis, connect_redis_async
 
     views = _views(args, settings)
-    app = make_app(FeatureReader(views, connect_redis(settings)), connect_redis_async(settings, max_connections=32))
+    if args.max_entities < 1:
+        raise ConfigError(f"--max-entities {args.max_entities}: must be at least 1")
+    app = make_app(FeatureReader(views, connect_redis(settings)), connect_redis_async(settings, max_connections=32),
+                   max_entities=args.max_entities)
     ready = (f"serving {', '.join(v.name for v in views)} on http://{args.host}:{args.port} "
              "(POST /features/online, GET /openapi.json)")
     try:  # the line is printed once the port is bound, not before
-        web.run_app(app, host=args.host, port=args.port, print=lambda _: print(ready, flush=True), access_log=None)
+        web.run_app(app, host=args.host, port=args.port, print=lambda _: print(ready, flush=True), access_log=None,
+                    keepalive_timeout=15, shutdown_timeout=5)  # idle connections close; a stop is quick
     except OSError as exc:
         raise _cannot_listen(exc, args.host, args.port) from None
     return 0

@@ -77,7 +77,8 @@ class RegistryProcess:
         from streams.stack import port_open, wait_until
 
         self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "registry", "--port", str(self.port),
-                                      "--data", str(self.data)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                      "--data", str(self.data)], stdout=subprocess.DEVNULL,
+                                     stderr=open(self.data.with_suffix(".log"), "ab"))
         wait_until(lambda: port_open("127.0.0.1", self.port), timeout_s=30, what="the registry")
         return self
 

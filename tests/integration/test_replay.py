@@ -96,7 +96,7 @@ def test_replay_adds_a_feature_and_switches_without_a_gap(stack, tmp_path):
         assert done.returncode == 0, done.stderr
         summary = json.loads(done.stdout.strip().splitlines()[-1])
         assert summary["switched"] and summary["version"] == 2 and summary["previous_version"] == 1
-        assert "[replay]" in done.stderr and "events/s" in done.stderr  # the progress bar
+        assert "[replay]" in done.stderr and "records/s" in done.stderr  # the progress line
         assert not missing
         assert seen_versions[0] == 1 and seen_versions[-1] == 2
         assert seen_versions == sorted(seen_versions)  # old, then new: never back

@@ -137,3 +137,34 @@ def test_openapi_document_describes_the_endpoint(served):
     assert document["openapi"].startswith("3.")
     post_op = document["paths"]["/features/online"]["post"]
     assert {"200", "400", "404", "422"} <= set(post_op["responses"])
+
+
+def _raw_post(port: int, data: bytes, content_type: str) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/features/online", data=data,
+                                     headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_hostile_requests_get_a_4xx_and_the_server_keeps_serving(served):
+    """What an independent fuzz found as 500s: each is now a 4xx naming the problem."""
+    name, _view, _events, port = served
+    feature = f"{name}:amount_sum_5m"
+    cases = [
+        (json.dumps({"features": [feature], "entities": {"user_id": ["\ud800"]}}).encode(), "application/json",
+         400, "not valid UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "nested too deeply"),
+        (b'{"features": []}', "application/json; charset=klingon", 415, "unknown charset 'klingon'"),
+        (json.dumps({"features": [feature], "entities": {"user_id": [str(i) for i in range(10_001)]}}).encode(),
+         "application/json", 413, "at most 10000"),
+        (json.dumps({"features": [feature], "entities": {"user_id": [{"nested": 1}]}}).encode(), "application/json",
+         400, "a string or an integer"),
+    ]
+    for data, content_type, status, needle in cases:
+        got, reply = _raw_post(port, data, content_type)
+        assert got == status and needle in reply["message"], (data[:60], got, reply)
+    ok, body = post(port, {"features": [feature], "entities": {"user_id": []}})
+    assert ok == 200 and body["metadata"]["feature_names"] == ["user_id", feature]  # zero rows keep the column

@@ -1,0 +1,50 @@
+"""Reading a JSON request body safely, for both of rillet's HTTP servers (serve and the registry).
+
+Hostile or broken clients must get a 4xx naming the problem, never a 500 or a
+hang: a body sent too slowly, a charset Python does not know, bytes that are
+not text or not JSON, and JSON nested deeper than the parser's stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["BodyError", "read_json_body"]
+
+
+class BodyError(Exception):
+    """Why a request body could not be read as JSON, with the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+async def read_json_body(request: web.Request, timeout_s: float = 10.0) -> Any:
+    """The body as parsed JSON.
+
+    Raises:
+        BodyError: 408 (too slow), 415 (unknown charset) or 400 (not text, not JSON, nested too deeply).
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        raise BodyError(408, f"the body did not arrive within {timeout_s:.0f} s") from None
+    charset = request.charset or "utf-8"
+    try:
+        text = raw.decode(charset)
+    except LookupError:
+        raise BodyError(415, f"unknown charset {charset!r} in Content-Type; send UTF-8") from None
+    except UnicodeDecodeError:
+        raise BodyError(400, f"the body is not valid {charset}") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise BodyError(400, "the body's JSON is nested too deeply") from None
+    except ValueError:
+        raise BodyError(400, "the body is not JSON") from None
