@@ -67,6 +67,7 @@ def test_registry_answers_by_its_document(tmp_path):
         assert _answers(f"{registry.url}/subjects")  # still serving
     finally:
         registry.stop()
+    print(f"registry: {sum(seen.values())} requests, statuses {dict(sorted(seen.items()))}")
     assert sum(seen.values()) >= 100 and any(400 <= s < 500 for s in seen), seen
 
 
@@ -83,6 +84,7 @@ def test_serve_answers_by_its_document(stack, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+    print(f"serve: {sum(seen.values())} requests, statuses {dict(sorted(seen.items()))}")
     assert 200 in seen and any(400 <= s < 500 for s in seen), seen
 
 
