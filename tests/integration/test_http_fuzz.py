@@ -91,3 +91,28 @@ def test_serve_answers_by_its_document(stack, tmp_path):
 def _answers(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.status == 200
+
+
+def test_a_client_that_never_finishes_its_headers_is_cut_off(tmp_path):
+    """Slowloris: headers trickling in forever must not hold a connection (both servers close idle and
+    unfinished connections after 15 s; a body has 10 s more)."""
+    import socket
+    import time
+
+    registry = RegistryProcess(tmp_path / "registry.json").start()
+    try:
+        with socket.create_connection(("127.0.0.1", registry.port)) as client:
+            client.settimeout(1.0)
+            started, closed = time.monotonic(), None
+            for byte in b"POST /subjects/x/versions HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40:
+                client.sendall(bytes([byte]))
+                try:
+                    if client.recv(100) == b"":
+                        closed = time.monotonic() - started
+                        break
+                except TimeoutError:
+                    pass
+        assert closed is not None and closed < 25, closed
+        assert _answers(f"{registry.url}/subjects")
+    finally:
+        registry.stop()
