@@ -15,9 +15,9 @@ import time
 from schemas.codec import EventDecoder, EventEncoder
 from streams.definitions import load_views
 from streams.demo import synthetic_payments
-from streams.engine import ViewEngine
-from streams.processor import SourceRecord, ViewProcessor
-from streams.watermark import Watermarks
+from streams.kernel.engine import ViewEngine
+from streams.kernel.processor import SourceRecord, ViewProcessor
+from streams.kernel.watermark import Watermarks
 
 
 class _Ids:

@@ -26,7 +26,7 @@ from sinks.reads import FeatureReader
 from sinks.records import StateWrite
 from sinks.redis_client import connect_redis, connect_redis_async
 from streams.definitions import load_views
-from streams.engine import Event, ViewEngine
+from streams.kernel.engine import Event, ViewEngine
 from streams.settings import Settings
 from streams.stack import EmbeddedStack, free_port, port_open, wait_until
 

@@ -34,13 +34,13 @@ from sinks.online import OnlineStore
 from sinks.redis_client import connect_redis
 from streams import faults
 from streams.definitions import FeatureView
-from streams.engine import ViewEngine
 from streams.errors import EventDecodeError, RilletError
 from streams.kafka_log import client_config
-from streams.processor import SourceRecord, ViewProcessor
+from streams.kernel.engine import ViewEngine
+from streams.kernel.processor import SourceRecord, ViewProcessor
+from streams.kernel.watermark import PartitionProgress, Watermarks
 from streams.settings import Settings
 from streams.tansu import fetch_high_watermarks
-from streams.watermark import PartitionProgress, Watermarks
 
 __all__ = ["PartitionRange", "Replay", "ReplayReport"]
 

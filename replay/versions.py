@@ -27,7 +27,7 @@ import redis
 from sinks.online import events_key
 from streams.definitions import DEFAULT_MAX_FUTURE, Feature, FeatureView
 from streams.errors import RilletError
-from streams.windows import Session, Sliding, Tumbling
+from streams.kernel.windows import Session, Sliding, Tumbling
 
 __all__ = ["VersionInfo", "VersionMismatchError", "VersionRegistry", "live_group", "view_from_spec", "view_spec"]
 

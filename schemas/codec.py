@@ -18,8 +18,8 @@ from fastavro.validation import validate
 
 from schemas.store import SchemaStore, UnknownSchemaError, subject_for
 from streams.definitions import FeatureView
-from streams.engine import Event
 from streams.errors import EventDecodeError, RilletError
+from streams.kernel.engine import Event
 from streams.timeutil import datetime_to_ms
 
 __all__ = ["EventDecoder", "EventEncoder", "InvalidEventError"]

@@ -3,7 +3,7 @@
 For each entity row (the view's entity key and an `event_timestamp`) it gives
 every asked feature's value at that row's time, as semantics.md defines it:
 never using an event after that time, ttl respected, exact between events.
-The values come from `streams.point_in_time` over the view's logged events,
+The values come from `streams.kernel.point_in_time` over the view's logged events,
 the same compiled engine the worker and online reads use; rows are sorted and
 evaluated in vectorized chunks, with progress reported after each.
 """
@@ -21,9 +21,9 @@ import pyarrow as pa
 from sinks.offline import field_type, scan_offline, source_fields
 from sinks.reads import resolve_features
 from streams.definitions import FeatureView
-from streams.engine import ViewEngine
 from streams.errors import ConfigError, UnknownFeatureError
-from streams.point_in_time import EventLog, epoch_ms, evaluate_at
+from streams.kernel.engine import ViewEngine
+from streams.kernel.point_in_time import EventLog, epoch_ms, evaluate_at
 
 __all__ = ["TIMESTAMP_COLUMN", "OfflineReader", "read_entity_file"]
 

@@ -26,9 +26,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from sinks.reads import FeatureReader
-from streams.engine import AsOfTooEarlyError
 from streams.errors import UnknownFeatureError
 from streams.http_body import BodyError, read_json_body
+from streams.kernel.engine import AsOfTooEarlyError
 from streams.timeutil import format_ms
 
 __all__ = ["OPENAPI", "make_app", "openapi_document"]

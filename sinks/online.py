@@ -19,7 +19,7 @@ import redis.asyncio as aredis
 
 from sinks.records import StateWrite
 from streams.definitions import FeatureView
-from streams.watermark import PartitionProgress
+from streams.kernel.watermark import PartitionProgress
 
 __all__ = ["OnlineStore", "events_key", "online_key"]
 

@@ -22,8 +22,8 @@ import redis.asyncio as aredis
 
 from sinks.online import online_key
 from streams.definitions import FeatureView
-from streams.engine import ViewEngine
 from streams.errors import UnknownFeatureError
+from streams.kernel.engine import ViewEngine
 
 __all__ = ["FeatureReader", "OnlineResponse", "ReadPlan", "resolve_features"]
 

@@ -22,8 +22,8 @@ from sinks.redis_client import connect_redis, connect_redis_async
 from streams.definitions import FeatureView
 from streams.errors import RilletError
 from streams.kafka_log import client_config
+from streams.kernel.watermark import PROGRESS_KEY_PREFIX, PartitionProgress
 from streams.settings import Settings
-from streams.watermark import PROGRESS_KEY_PREFIX, PartitionProgress
 
 __all__ = ["RestoreReport", "changelog_topics", "changelog_versions", "restore_online"]
 

@@ -392,7 +392,7 @@ def _version_lag(settings: Settings, registry: Any, view: Any, info: Any, heads:
     if info.state == "retired" or not heads:
         return None
     if info.state == "building":
-        from streams.watermark import PartitionProgress
+        from streams.kernel.watermark import PartitionProgress
 
         raw = registry.redis.hgetall(registry.progress_key(view.name, info.version))
         done = {int(p): PartitionProgress.decode(v).last_offset + 1 for p, v in raw.items()}

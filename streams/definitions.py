@@ -2,7 +2,7 @@
 
 A `FeatureView` is one source topic, one entity, a list of `Feature`s, a TTL
 and a grace period for late events (semantics.md, "Terms"). The runtime
-logic lives in `streams.engine`, built from these definitions.
+logic lives in `streams.kernel.engine`, built from these definitions.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
-from streams.aggregations import get_aggregation
 from streams.errors import DefinitionError
+from streams.kernel.aggregations import get_aggregation
+from streams.kernel.windows import Session, Sliding, Tumbling, Window
 from streams.timeutil import duration_label, to_ms
-from streams.windows import Session, Sliding, Tumbling, Window
 
 __all__ = ["DEFAULT_MAX_FUTURE", "Feature", "FeatureView", "NotNull", "Range", "check_against_schema", "load_views"]
 

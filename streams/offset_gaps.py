@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from streams.errors import StackError
 from streams.kafka_log import client_config
-from streams.processor import SourceRecord
+from streams.kernel.processor import SourceRecord
 
 __all__ = ["GapReader", "OffsetGap", "fill_gaps", "find_gaps"]
 

@@ -34,13 +34,13 @@ from sinks.redis_client import connect_redis_async
 from streams import faults
 from streams.dead_letters import DeadLetterLog
 from streams.definitions import FeatureView
-from streams.engine import ViewEngine
+from streams.kernel.engine import ViewEngine
+from streams.kernel.processor import BatchResult, DeadLetter, SourceRecord, ViewProcessor
+from streams.kernel.watermark import PROGRESS_KEY_PREFIX, PartitionProgress, Watermarks
 from streams.metrics import WorkerMetrics
 from streams.offset_gaps import GapReader, OffsetGap, fill_gaps, find_gaps
-from streams.processor import BatchResult, DeadLetter, SourceRecord, ViewProcessor
 from streams.settings import Settings
 from streams.tansu import FAUST_GROUP_TIMING, recover_tables_to_the_true_end, shorten_faust_fetch_wait
-from streams.watermark import PROGRESS_KEY_PREFIX, PartitionProgress, Watermarks
 
 __all__ = ["build_app", "state_table_name"]
 

@@ -14,7 +14,7 @@ import pytest
 
 from sinks.online import OnlineStore
 from sinks.redis_client import connect_redis_async
-from streams.engine import Event, ViewEngine
+from streams.kernel.engine import Event, ViewEngine
 from streams.stack import free_port, port_open, wait_until
 from tests.helpers import view_under_test
 from tests.oracle import OEvent, close, value_at

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.aggregations import AGGREGATIONS, EXACT_LIMIT
+from streams.kernel.aggregations import AGGREGATIONS, EXACT_LIMIT
 from tests.oracle import close
 
 values = st.lists(st.one_of(st.integers(-1000, 1000), st.floats(-1e6, 1e6, allow_nan=False)), max_size=30)
@@ -58,7 +58,7 @@ def test_range_sums_survive_cancellation():
     """Naive summation of [1e17, 1, -1e17] gives 0; the contract asks for 1 to a relative 1e-9."""
     import numpy as np
 
-    from streams.event_columns import EventColumn
+    from streams.kernel.event_columns import EventColumn
 
     column = EventColumn(np.array([1e17, 1.0, -1e17, 2.0]), np.array([True, True, True, False]))
     lo, hi = np.array([0, 0, 1, 3]), np.array([3, 4, 3, 4])

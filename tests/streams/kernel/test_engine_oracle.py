@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 from schemas.codec import EventDecoder, EventEncoder
 from streams.definitions import Feature, FeatureView
-from streams.engine import ViewEngine
-from streams.processor import SourceRecord, ViewProcessor
-from streams.watermark import Watermarks
-from streams.windows import Session, Sliding, Tumbling
+from streams.kernel.engine import ViewEngine
+from streams.kernel.processor import SourceRecord, ViewProcessor
+from streams.kernel.watermark import Watermarks
+from streams.kernel.windows import Session, Sliding, Tumbling
 from tests.helpers import MemorySchemaStore, write_schema
 from tests.oracle import OEvent, close, late_mask, value_at
 

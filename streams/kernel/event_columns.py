@@ -3,7 +3,7 @@
 The offline point-in-time join asks every aggregation for its value over many
 ranges [lo, hi) of a log sorted by (entity, event time, partition, offset) at
 once. This module holds the column form those vectorized aggregations read
-(`streams.aggregations`, `over_ranges`) and the two range primitives they share.
+(`streams.kernel.aggregations`, `over_ranges`) and the two range primitives they share.
 
 Strings are kept as codes ordered like the strings themselves, so min, max,
 last and distinct counts run on integers; `decode` turns codes back at the end.

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from streams.event_columns import EventColumn, gather_ranges, reduce_ranges
+from streams.kernel.event_columns import EventColumn, gather_ranges, reduce_ranges
 
 __all__ = ["AGGREGATIONS", "Aggregation", "get_aggregation"]
 

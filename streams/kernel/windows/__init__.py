@@ -1,8 +1,8 @@
 """Window definitions: tumbling, sliding (hopping) and session, in event time."""
 
-from streams.windows.session import Session
-from streams.windows.sliding import Sliding
-from streams.windows.tumbling import Tumbling
+from streams.kernel.windows.session import Session
+from streams.kernel.windows.sliding import Sliding
+from streams.kernel.windows.tumbling import Tumbling
 
 Window = Tumbling | Sliding | Session
 

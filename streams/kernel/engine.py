@@ -25,10 +25,10 @@ from typing import Any
 
 import msgpack
 
-from streams.aggregations import Aggregation, get_aggregation
 from streams.definitions import FeatureView
 from streams.errors import RilletError
-from streams.windows import Session
+from streams.kernel.aggregations import Aggregation, get_aggregation
+from streams.kernel.windows import Session
 
 __all__ = [
     "AsOfTooEarlyError",

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from streams.definitions import Feature, FeatureView
-from streams.engine import ViewEngine
-from streams.point_in_time import EventLog, evaluate_at
-from streams.windows import Session, Sliding, Tumbling
+from streams.kernel.engine import ViewEngine
+from streams.kernel.point_in_time import EventLog, evaluate_at
+from streams.kernel.windows import Session, Sliding, Tumbling
 from tests.helpers import write_schema
 from tests.oracle import OEvent, close, value_at
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from schemas.codec import EventDecoder
 from sinks.records import LoggedEvent, StateWrite
-from streams.engine import EntityState, ViewEngine
 from streams.errors import EventDecodeError
-from streams.watermark import Watermarks
+from streams.kernel.engine import EntityState, ViewEngine
+from streams.kernel.watermark import Watermarks
 
 __all__ = ["BatchResult", "DeadLetter", "SourceRecord", "ViewProcessor"]
 

@@ -6,10 +6,10 @@ import struct
 
 from schemas.codec import EventDecoder, EventEncoder
 from streams.definitions import Feature, FeatureView, NotNull, Range
-from streams.engine import ViewEngine
-from streams.processor import SourceRecord, ViewProcessor
-from streams.watermark import Watermarks
-from streams.windows import Tumbling
+from streams.kernel.engine import ViewEngine
+from streams.kernel.processor import SourceRecord, ViewProcessor
+from streams.kernel.watermark import Watermarks
+from streams.kernel.windows import Tumbling
 from tests.helpers import MemorySchemaStore, write_schema
 
 
