@@ -16,6 +16,7 @@ the view's ttl). A bad request gets a 4xx whose `message` names the problem.
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime
 from typing import Any
@@ -165,8 +166,8 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
         try:
             await client.ping()
         except (redis.ConnectionError, redis.TimeoutError):
-            return reply({"status": "unavailable", "online_store": "down"}, 503)
-        return reply({"status": "ok", "views": sorted(reader.views)})
+            return reply({"status": "unavailable", "online_store": "down", "pid": os.getpid()}, 503)
+        return reply({"status": "ok", "views": sorted(reader.views), "pid": os.getpid()})
 
     @routes.get("/metrics")
     async def metrics(request: web.Request) -> web.Response:

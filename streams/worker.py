@@ -419,6 +419,9 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
         producer_linger=0.005,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4 * settings.batch_size, 4096),
+        # Faust's Monitor keeps per-event statistics nobody reads here (rillet has its own /metrics);
+        # the base Sensor does nothing per event: the do-nothing agent ran 1.16x faster without it
+        Monitor="faust.sensors:Sensor",
         **extra,
     )
     metrics = WorkerMetrics()

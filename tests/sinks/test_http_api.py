@@ -168,3 +168,27 @@ def test_hostile_requests_get_a_4xx_and_the_server_keeps_serving(served):
         assert got == status and needle in reply["message"], (data[:60], got, reply)
     ok, body = post(port, {"features": [feature], "entities": {"user_id": []}})
     assert ok == 200 and body["metadata"]["feature_names"] == ["user_id", feature]  # zero rows keep the column
+
+
+def test_serve_workers_share_the_port_and_stop_together(stack, tmp_path):
+    """`rillet serve --workers 2`: two processes answer on one port (SO_REUSEPORT); stopping the first
+    stops both."""
+    case = view_under_test(stack, tmp_path, FEATURES, "workers")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", "--features", str(case.features),
+                             "--port", str(port), "--workers", "2"], env={**os.environ, **case.settings.to_env()},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        wait_until(lambda: port_open("127.0.0.1", port), timeout_s=30, what="rillet serve")
+        pids = set()
+        for _ in range(200):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+                pids.add(json.loads(response.read())["pid"])
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2, pids
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    wait_until(lambda: not port_open("127.0.0.1", port), timeout_s=15, what="every serve process to stop")
+    assert "2 process(es)" in proc.stdout.read()
