@@ -22,6 +22,7 @@ from typing import Any
 
 import faust
 import redis
+from faust.sensors import Monitor
 from faust.types import EventT, Message
 
 from replay.versions import live_group
@@ -374,6 +375,33 @@ class ViewAgent:
                 m.lag.labels(name, str(partition)).set(max(head - offset - 1, 0))
 
 
+class QuietMonitor(Monitor):
+    """Faust's Monitor without its per-event and per-table-access bookkeeping, which nobody reads here
+    (rillet has its own /metrics): the do-nothing agent ran 1.16x faster without the Monitor. What
+    Faust itself asks of the Monitor (end offsets, rebalance and commit hooks) is kept."""
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_table_get(self, table: Any, key: Any) -> None:
+        return None
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        return None
+
+    def on_table_del(self, table: Any, key: Any) -> None:
+        return None
+
+
 def resolve_versions(settings: Settings, views: list[FeatureView]) -> dict[str, Any]:
     """Each view's version this worker writes: the active one, which must be its definition.
 
@@ -419,9 +447,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
         producer_linger=0.005,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4 * settings.batch_size, 4096),
-        # Faust's Monitor keeps per-event statistics nobody reads here (rillet has its own /metrics);
-        # the base Sensor does nothing per event: the do-nothing agent ran 1.16x faster without it
-        Monitor="faust.sensors:Sensor",
+        Monitor=QuietMonitor,
         **extra,
     )
     metrics = WorkerMetrics()

@@ -107,6 +107,9 @@ def test_up_starts_and_stops_cleanly(tmp_path):
                             stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     try:
         wait_until(lambda: broker_answers(f"127.0.0.1:{port}"), timeout_s=60, what="rillet up's broker")
+        # its own Valkey keeps an append-only file, so restarting it loses nothing
+        wait_until(lambda: any((tmp_path / "data" / "stack").glob("appendonly*")), timeout_s=30,
+                   what="the embedded Valkey's append-only file")
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
@@ -149,3 +152,22 @@ def test_publish_is_all_or_nothing(stack, tmp_path):
     assert (report["lines"], report["sent"], report["invalid"]) == (4, 2, 2), report
     assert f"{source}:2: not JSON" in report["errors"][0] and f"{source}:3:" in report["errors"][1]
     assert _records_in(settings, name) == 2
+
+
+def test_the_demo_prints_no_warning_no_noise_no_traceback(tmp_path):
+    """`make run` is a new user's first minute: every line it prints is rillet's own."""
+    from pathlib import Path
+
+    features = Path(__file__).resolve().parents[2] / "examples" / "payments" / "features.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RILLET_")}
+    demo = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--features", str(features), "--events",
+                           "2000", "--users", "100"], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    output = demo.stdout + demo.stderr
+    for noise in ("Warning", "WARNING", "Traceback", "HTTP Request", "FAIL", "\r"):
+        assert noise not in output, (noise, output)
+    assert "1 malformed record" in output and "payments.dlq" in output
+    assert "/metrics" not in output  # the worker is gone when the demo ends: no dead URL
+    assert all(line.startswith(("[", "Features", " ", "amount", "merchant", "session")) or not line.strip()
+               for line in demo.stdout.splitlines()), demo.stdout
