@@ -28,7 +28,7 @@ from streams.demo import synthetic_payments, worker_process
 from streams.lag import wait_caught_up
 from streams.producer import EventProducer
 from streams.stack import free_port, wait_until
-from tests.helpers import view_under_test
+from tests.helpers import assert_online_equals_oracle, view_under_test
 from tests.oracle import OEvent, close, value_at
 
 pytestmark = pytest.mark.integration
@@ -213,12 +213,7 @@ def test_first_version_by_replay_while_other_views_workers_hold_the_shared_group
             worker.stop()
     finally:
         other_worker.stop()
-    reader = FeatureReader([view], connect_redis(settings))
-    for user in sorted({e["user_id"] for e in history}):
-        latest = max(e["event_time"] for e in history if e["user_id"] == user)
-        row = reader.get_online_features([f"{view.name}:*"], [{"user_id": user}], as_of=latest).rows[0]
-        for name, expected in oracle_rows(view, history, user, latest).items():
-            assert close(row[f"{view.name}:{name}"], expected), (user, name)
+    assert_online_equals_oracle(settings, view, history)
     listed = [json.loads(line) for line in rillet(settings, "versions", "--features", str(case.features),
                                                   "--view", view.name).stdout.splitlines()]
     assert [(v["version"], v["state"], v["events"]) for v in listed] == [(1, "retired", 1000),
@@ -249,9 +244,4 @@ def test_a_refused_hand_over_commit_loses_and_doubles_nothing(stack, tmp_path):
         worker.stop()
     table = pq.ParquetDataset(settings.offline_root / f"view={view.name}" / "version=1").read()
     assert table.num_rows == len(history)  # the replay's 800 rows and the worker's 400, none twice
-    reader = FeatureReader([view], connect_redis(settings))
-    for user in sorted({e["user_id"] for e in history}):
-        latest = max(e["event_time"] for e in history if e["user_id"] == user)
-        row = reader.get_online_features([f"{view.name}:*"], [{"user_id": user}], as_of=latest).rows[0]
-        for name, expected in oracle_rows(view, history, user, latest).items():
-            assert close(row[f"{view.name}:{name}"], expected), (user, name)
+    assert_online_equals_oracle(settings, view, history)
