@@ -61,7 +61,7 @@ def _parse_request(body: Any, max_entities: int) -> tuple[list[str], list[str], 
         raise _BadRequest(400, f"'entities' lists differ in length: {sorted(lengths)}")
     count = lengths.pop()
     if count > max_entities:
-        raise _BadRequest(413, f"{count} entities in one request; at most {max_entities} "
+        raise _BadRequest(400, f"{count} entities in one request; at most {max_entities} "
                           "(rillet serve --max-entities): split the request")
     rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
     return features, list(columns), rows, _parse_as_of(body.get("as_of"))
@@ -95,7 +95,7 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
     """The HTTP edge over a FeatureReader; every read is one pipelined round trip to Redis.
 
     Args:
-        max_entities: the most entities one request may ask for (a 413 beyond), so one huge request
+        max_entities: the most entities one request may ask for (a 400 beyond), so one huge request
             cannot hold every other client up.
         body_timeout_s: how long a client may take to send its body (a 408 after).
     """
@@ -173,7 +173,8 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), content_type="text/plain")
 
-    document = openapi_document(max_entities)
+    refs = [f"{name}:{feature}" for name, engine in reader.engines.items() for feature in ["*", *engine.value_names]]
+    document = openapi_document(max_entities, refs, sorted({view.entity for view in reader.views.values()}))
 
     @routes.get("/openapi.json")
     async def openapi(request: web.Request) -> web.Response:
@@ -220,12 +221,10 @@ OPENAPI: dict[str, Any] = {
                                                          "items": {"type": "string", "nullable": True}},
                                 }}},
                             }}}}},
-                "400": {"description": "Malformed body or missing entity key",
+                "400": {"description": "Malformed body, missing entity key, or more entities than --max-entities",
                         "content": {"application/json": {"schema": _ERROR}}},
                 "404": {"description": "Unknown view or feature", "content": {"application/json": {"schema": _ERROR}}},
                 "408": {"description": "The body did not arrive in time",
-                        "content": {"application/json": {"schema": _ERROR}}},
-                "413": {"description": "Too many entities in one request",
                         "content": {"application/json": {"schema": _ERROR}}},
                 "415": {"description": "A charset other than one Python knows",
                         "content": {"application/json": {"schema": _ERROR}}},
@@ -243,9 +242,18 @@ OPENAPI: dict[str, Any] = {
 }
 
 
-def openapi_document(max_entities: int) -> dict[str, Any]:
-    """The OpenAPI document of a server that accepts at most `max_entities` per request."""
+def openapi_document(max_entities: int, features: list[str] | None = None,
+                     entity_keys: list[str] | None = None) -> dict[str, Any]:
+    """The OpenAPI document of a server that accepts at most `max_entities` per request, naming the
+    feature references and entity keys it serves (so clients and fuzzers know the valid ones)."""
     document = json.loads(json.dumps(OPENAPI))
     body = document["paths"]["/features/online"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    body["properties"]["entities"]["additionalProperties"]["maxItems"] = max_entities
+    entities = body["properties"]["entities"]
+    entities["additionalProperties"]["maxItems"] = max_entities
+    if features:
+        body["properties"]["features"]["items"]["enum"] = features
+        body["properties"]["features"]["example"] = features[:1]
+    if entity_keys:
+        entities["properties"] = {key: dict(entities["additionalProperties"]) for key in entity_keys}
+        entities["example"] = {entity_keys[0]: ["u0001", "u0002"]}
     return document
