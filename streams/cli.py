@@ -75,6 +75,27 @@ def _parse_time_ms(text: str) -> int:
     return int(value.timestamp() * 1000)
 
 
+def _port(text: str) -> int:
+    """A TCP port, 1-65535 (0: any free port, where a command allows it)."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return int(text)
+
+
+def _positive(kind: type) -> Any:
+    """An argparse type: a number of `kind` above zero."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+        return value
+
+    return parse
+
+
 def _parse_from(text: str) -> int | None:
     return None if text == "earliest" else _parse_time_ms(text)
 
@@ -88,14 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.commands = sub.choices
 
     up = sub.add_parser("up", help="start the embedded broker (Tansu) and Redis (Valkey if none answers)")
-    up.add_argument("--broker-port", type=int, default=None, help="broker port (default: RILLET_BOOTSTRAP_SERVERS)")
+    up.add_argument("--broker-port", type=_port, default=None, help="broker port (default: RILLET_BOOTSTRAP_SERVERS)")
     up.add_argument("--redis", choices=["auto", "embedded", "external"], default="auto",
                     help="auto: the Redis at RILLET_REDIS_URL when that is set and answers, else an embedded "
                     "Valkey (append-only file under data/stack); embedded: always Valkey; external: must answer")
 
     worker = sub.add_parser("worker", help="run a stream worker for the defined views")
     worker.add_argument("--features", dest="sub_features", help="feature definitions file")
-    worker.add_argument("--web-port", type=int, help="port for /health and /metrics")
+    worker.add_argument("--web-port", type=_port, help="port for /health and /metrics")
 
     publish = sub.add_parser("publish", help="publish JSON-lines events as Avro to a view's topic")
     publish.add_argument("--features", dest="sub_features", help="feature definitions file")
@@ -127,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--until", dest="until_ms", type=_parse_time_ms, default=None,
                         help="stop at this event time (a backfill: no switch)")
     replay.add_argument("--dry-run", action="store_true", help="print what would be replayed and stop")
-    replay.add_argument("--batch-size", type=int, default=50_000)
+    replay.add_argument("--batch-size", type=_positive(int), default=50_000)
 
     versions = sub.add_parser("versions", help="list a view's versions (or 'versions gc' to delete retired ones)")
     versions.add_argument("action", nargs="?", choices=["list", "gc"], default="list")
@@ -144,18 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--features", dest="sub_features", help="feature definitions file")
     dlq.add_argument("--view", required=True)
     dlq.add_argument("--limit", type=int, default=20, help="records to print (0: only the counts)")
-    dlq.add_argument("--timeout", type=float, default=5.0, help="seconds without a new record that end the read")
+    dlq.add_argument("--timeout", type=_positive(float), default=5.0,
+                     help="seconds without a new record that end the read")
 
     serve = sub.add_parser("serve", help="serve online features over HTTP (POST /features/online)")
     serve.add_argument("--features", dest="sub_features", help="feature definitions file")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=6566)
-    serve.add_argument("--max-entities", type=int, default=10_000, help="most entities one request may ask for")
-    serve.add_argument("--workers", type=int, default=1, help="server processes sharing the port (one per core)")
+    serve.add_argument("--port", type=_port, default=6566)
+    serve.add_argument("--max-entities", type=_positive(int), default=10_000,
+                       help="most entities one request may ask for")
+    serve.add_argument("--workers", type=_positive(int), default=1,
+                       help="server processes sharing the port (one per core)")
 
     registry = sub.add_parser("registry", help="run the embedded Confluent-compatible schema registry")
     registry.add_argument("--host", default="127.0.0.1")
-    registry.add_argument("--port", type=int, default=8081)
+    registry.add_argument("--port", type=_port, default=8081)
     registry.add_argument("--data", default="data/registry.json", help="where the registry keeps its state")
 
     schemas_cmd = sub.add_parser("schemas", help="schema tools")
@@ -170,9 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="embedded stack + worker + synthetic payments, then print features")
     demo.add_argument("--features", dest="sub_features", help="feature definitions file")
-    demo.add_argument("--users", type=int, default=1000)
-    demo.add_argument("--events", type=int, default=20000)
-    demo.add_argument("--hours", type=float, default=3.0, help="simulated hours of history, ending now")
+    demo.add_argument("--users", type=_positive(int), default=1000)
+    demo.add_argument("--events", type=_positive(int), default=20000)
+    demo.add_argument("--hours", type=_positive(float), default=3.0, help="simulated hours of history, ending now")
     demo.add_argument("--follow", action="store_true", help="keep everything running until Ctrl-C")
     return parser
 
@@ -306,6 +330,8 @@ def cmd_historical(args: argparse.Namespace, settings: Settings) -> int:
     refs = [r.strip() for group in args.refs for r in group.split(",") if r.strip()]
     if not args.out.endswith(".parquet"):
         raise ConfigError(f"--out {args.out!r}: write a .parquet file")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        raise ConfigError(f"--out {args.out!r}: folder {os.path.dirname(os.path.abspath(args.out))!r} does not exist")
     entities = read_entity_file(args.entities)
     started = time.monotonic()
     reader = OfflineReader(views, settings.offline_root)
@@ -324,8 +350,6 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from replay.run import Replay
 
     view = _view(_views(args, settings), args.view)
-    if args.batch_size <= 0:
-        raise ConfigError(f"--batch-size {args.batch_size}: must be positive")
     replay = Replay(settings, view, from_ms=args.from_ms, until_ms=args.until_ms, batch_size=args.batch_size)
     if args.dry_run:
         report = replay.run(dry_run=True)
@@ -365,7 +389,11 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps({"view": view.name, "removed": removed}))
             continue
         listed = registry.list(view.name)
-        heads = _topic_heads(settings, view.topic) if listed else {}
+        if not listed:
+            print(json.dumps({"view": view.name, "versions": [],
+                              "message": "no version yet: start a worker, or build one with rillet replay"}))
+            continue
+        heads = _topic_heads(settings, view.topic)
         for info in listed:
             print(json.dumps({"view": view.name, "version": info.version, "state": info.state,
                               "fingerprint": info.fingerprint, "definition": info.fingerprint == view.fingerprint,
@@ -442,10 +470,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.redis_client import connect_redis, connect_redis_async
 
     views = _views(args, settings)
-    if args.max_entities < 1:
-        raise ConfigError(f"--max-entities {args.max_entities}: must be at least 1")
-    if args.workers < 1:
-        raise ConfigError(f"--workers {args.workers}: must be at least 1")
     if args.workers > 1:
         _check_port_free(args.host, args.port)
         first = _fork_servers(args.workers)  # every process serves the same port (SO_REUSEPORT)

@@ -73,5 +73,9 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if kind is None:
+            self.close()
+        elif self._bar is not None:  # failing: close the bar, but write no final line over the error
+            self._bar.close()
+            self._bar = None

@@ -155,3 +155,33 @@ def test_registry_on_a_port_in_use_is_one_line(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert f"port {port} on 127.0.0.1 is in use" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("args", [["serve", "--port", "99999"], ["registry", "--port", "-1"],
+                                  ["up", "--broker-port", "70000"], ["worker", "--web-port", "x"]])
+def test_a_port_out_of_range_is_a_usage_error(args):
+    result = rillet(*args)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "is not a port (0-65535)" in line, line
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["demo", "--users", "0"], "argument --users: '0' must be above 0"),
+    (["demo", "--events", "-5"], "argument --events: '-5' must be above 0"),
+    (["serve", "--workers", "0"], "argument --workers: '0' must be above 0"),
+    (["replay", "--view", "payments", "--batch-size", "x"], "argument --batch-size: 'x' is not a number"),
+])
+def test_counts_must_be_positive(args, needle):
+    result = rillet(*args)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert needle in line, line
+
+
+def test_historical_into_a_missing_folder_is_one_line(tmp_path):
+    result = rillet("historical", "--entities", "examples/payments/entities.csv", "--select", "payments:*",
+                    "--out", str(tmp_path / "no" / "such" / "x.parquet"))
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "does not exist" in line and "Traceback" not in result.stderr
