@@ -48,6 +48,7 @@ _AVRO_TO_ARROW = {
     "string": pa.string(), "boolean": pa.bool_(),
 }
 _TS = pa.timestamp("ms", tz="UTC")
+_DAY_MS = 86_400_000
 
 
 def field_type(view: FeatureView, field: str | None) -> pa.DataType:
@@ -91,11 +92,12 @@ class OfflineStore:
 
     def write(self, rows: list[LoggedEvent]) -> list[Path]:
         """Write rows, one file per (event date, source partition), named by the batch's offset range."""
-        groups: dict[tuple[str, int], list[LoggedEvent]] = defaultdict(list)
-        for row in rows:
-            groups[(utc_from_ms(row.event_ms).date().isoformat(), row.partition)].append(row)
+        groups: dict[tuple[int, int], list[LoggedEvent]] = defaultdict(list)
+        for row in rows:  # the UTC day by integer division: no datetime per event
+            groups[(row.event_ms // _DAY_MS, row.partition)].append(row)
         written = []
-        for (date, partition), group in sorted(groups.items()):
+        for (day, partition), group in sorted(groups.items()):
+            date = utc_from_ms(day * _DAY_MS).date().isoformat()
             first, last = min(r.offset for r in group), max(r.offset for r in group)
             name = f"part-{partition}-{first:012d}-{last:012d}.parquet"
             written.append(_publish(self._to_table(group), self.base / f"date={date}" / name))
