@@ -13,10 +13,12 @@ from typing import Any
 
 from aiohttp import web
 
+from streams.errors import RilletError
+
 __all__ = ["BodyError", "read_json_body"]
 
 
-class BodyError(Exception):
+class BodyError(RilletError, ValueError):
     """Why a request body could not be read as JSON, with the HTTP status to answer."""
 
     def __init__(self, status: int, message: str) -> None:
