@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -qq -e '.[dev,bench]'
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null 2>&1 || echo "wrk not installed: bench.online skips HTTP most req/s"
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.online

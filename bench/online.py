@@ -127,6 +127,7 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(10)
+        most = {workers: wrk_most(settings, workdir, body, workers) for workers in (1, 2)}
 
     print(f"\nonline reads ({args.entities:,} entities in Redis, this machine: {os.cpu_count()} cores)")
     for label, (p50, p99) in rows.items():
@@ -141,6 +142,40 @@ def main() -> None:
           f"p99 {http['p99_ms']:.2f} ms seen by the client (target p99 <= 5 ms at 1,000 rps)")
     print(f"  HTTP p99 inside the server (its histogram, bucket bound): <= {server_p99 * 1000:.1f} ms; "
           f"answers by status: {statuses}")
+    for workers, found in most.items():
+        if found is None:
+            print("  HTTP most req/s: skipped (wrk is not installed; make bench installs it with apt-get)")
+            break
+        rps, p99 = found
+        print(f"  HTTP most req/s, rillet serve --workers {workers} (wrk, 16 connections): {rps:,.0f} req/s, "
+              f"p99 {p99} (target >= 5,000 per process)")
+
+
+def wrk_most(settings, workdir: Path, body: Path, workers: int) -> tuple[float, str] | None:
+    """The most requests/s `rillet serve --workers N` answers under wrk (1 thread, 16 connections, 10 s)."""
+    import shutil
+
+    if shutil.which("wrk") is None:
+        return None
+    script = workdir / "post.lua"
+    script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body.read_text())}\n'
+                      'wrk.headers["Content-Type"] = "application/json"\n')
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", "--features", str(workdir / "features.py"),
+                               "--port", str(port), "--workers", str(workers)], env={**os.environ, **settings.to_env()},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: port_open("127.0.0.1", port), timeout_s=30, what="rillet serve")
+        print(f"  wrk against rillet serve --workers {workers} for 10 s ...", flush=True)
+        out = subprocess.run(["wrk", "-t1", "-c16", "-d10s", "--latency", "-s", str(script),
+                              f"http://127.0.0.1:{port}/features/online"], capture_output=True, text=True,
+                             timeout=60).stdout
+    finally:
+        server.terminate()
+        server.wait(10)
+    rps = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec:")))
+    p99 = next((line.split()[1] for line in out.splitlines() if line.strip().startswith("99%")), "?")
+    return rps, p99
 
 
 def histogram_quantile(exposition: str, name: str, q: float) -> float:
