@@ -81,8 +81,10 @@ class Replay:
     """One replay of one view, with its definition as loaded now."""
 
     def __init__(self, settings: Settings, view: FeatureView, *, from_ms: int | None = None,
-                 until_ms: int | None = None, batch_size: int = 50_000, switch: bool = True) -> None:
+                 until_ms: int | None = None, batch_size: int = 50_000, switch: bool = True,
+                 partitions: list[int] | None = None) -> None:
         self.settings, self.view = settings, view
+        self.partitions = None if partitions is None else set(partitions)  # a share of the topic (parallel replays)
         self.from_ms, self.until_ms = from_ms, until_ms
         self.batch_size = batch_size
         self.switch = switch and until_ms is None
@@ -100,7 +102,10 @@ class Replay:
             metadata = consumer.list_topics(self.view.topic, timeout=10).topics.get(self.view.topic)
             if metadata is None or metadata.error is not None or not metadata.partitions:
                 raise RilletError(f"view {self.view.name}: topic {self.view.topic!r} does not exist")
-            partitions = sorted(metadata.partitions)
+            partitions = sorted(p for p in metadata.partitions if self.partitions is None or p in self.partitions)
+            if self.partitions is not None and len(partitions) != len(self.partitions):
+                missing = sorted(self.partitions - set(metadata.partitions))
+                raise RilletError(f"view {self.view.name}: topic {self.view.topic!r} has no partition {missing}")
             heads = fetch_high_watermarks(self.settings.bootstrap_servers,
                                           [_TP(self.view.topic, p) for p in partitions])
             ranges = []
@@ -160,7 +165,7 @@ class Replay:
         if dry_run:
             return ReplayReport(version=0, resumed=False, ranges=self.plan())
         info, resumed = self.registry.start_build(self.view, {"from": self.from_ms, "until": self.until_ms})
-        progress = self._load_progress(info.version)
+        progress = self.load_progress(info.version)
         ranges = self.plan(progress)
         report = ReplayReport(info.version, resumed, ranges)
         started = time.monotonic()
@@ -209,9 +214,13 @@ class Replay:
         report.seconds = time.monotonic() - started
         info = self.registry.get(self.view.name, info.version) or info
         if not pending and self.switch:
-            report.switched_from = self._hand_over_and_switch(info, watermarks)
+            report.switched_from = self.finish(info)
             report.switched = True
         return report
+
+    def finish(self, info: VersionInfo) -> int | None:
+        """Hand every partition's progress (whichever process replayed it) to the live group, then switch."""
+        return self._hand_over_and_switch(info, Watermarks(self.load_progress(info.version)))
 
     def _apply(self, records, processor: ViewProcessor, states, load_state, online: OnlineStore,
                offline: OfflineStore, on_disk: dict[int, set[int]], info: VersionInfo, report: ReplayReport) -> None:
@@ -234,7 +243,8 @@ class Replay:
             pipe.hset(online.events_key, mapping={str(p): entry.aggregated for p, entry in progress})
             pipe.execute()
 
-    def _load_progress(self, version: int) -> dict[int, PartitionProgress]:
+    def load_progress(self, version: int) -> dict[int, PartitionProgress]:
+        """Each partition's progress in a version's build, as the replays committed it."""
         raw = self.redis.hgetall(VersionRegistry.progress_key(self.view.name, version))
         return {int(partition): PartitionProgress.decode(value) for partition, value in raw.items()}
 

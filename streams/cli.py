@@ -96,6 +96,14 @@ def _positive(kind: type) -> Any:
     return parse
 
 
+def _partition_list(text: str) -> list[int]:
+    """`0,2,5` -> [0, 2, 5]."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of partition numbers such as 0,2")
+    return sorted({int(p) for p in parts})
+
+
 def _parse_from(text: str) -> int | None:
     return None if text == "earliest" else _parse_time_ms(text)
 
@@ -148,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--until", dest="until_ms", type=_parse_time_ms, default=None,
                         help="stop at this event time (a backfill: no switch)")
     replay.add_argument("--dry-run", action="store_true", help="print what would be replayed and stop")
+    replay.add_argument("--processes", type=_positive(int), default=1,
+                        help="replay in N processes, each a share of the partitions; switch once at the end")
+    replay.add_argument("--partitions", type=_partition_list, default=None,
+                        help="replay only these partitions (e.g. 0,2): one machine's share; with --no-switch")
+    replay.add_argument("--no-switch", action="store_true",
+                        help="build, but leave the switch to a final run without --partitions")
     replay.add_argument("--batch-size", type=_positive(int), default=50_000)
 
     versions = sub.add_parser("versions", help="list a view's versions (or 'versions gc' to delete retired ones)")
@@ -350,7 +364,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from replay.run import Replay
 
     view = _view(_views(args, settings), args.view)
-    replay = Replay(settings, view, from_ms=args.from_ms, until_ms=args.until_ms, batch_size=args.batch_size)
+    if args.processes > 1 and args.partitions is not None:
+        raise ConfigError("--processes splits the partitions itself: give it or --partitions, not both")
+    replay = Replay(settings, view, from_ms=args.from_ms, until_ms=args.until_ms, batch_size=args.batch_size,
+                    switch=not args.no_switch and args.partitions is None, partitions=args.partitions)
     if args.dry_run:
         report = replay.run(dry_run=True)
         for r in report.ranges:
@@ -361,8 +378,18 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     started = time.monotonic()
     with Progress("replay", 0, "records") as progress:
-        report = replay.run(on_progress=lambda done, total, rate: progress.update(
-            done, total=total, extra=f"lag {max(total - done, 0):,}"))
+        def show(done: int, total: int, rate: float) -> None:
+            progress.update(done, total=total, extra=f"lag {max(total - done, 0):,}")
+
+        if args.processes > 1:
+            from pathlib import Path
+
+            from replay.parallel import run_parallel
+
+            path = str(Path(getattr(args, "sub_features", None) or args.features or settings.features).resolve())
+            report = run_parallel(replay, path, args.processes, on_progress=show)
+        else:
+            report = replay.run(on_progress=show)
     summary = {"view": view.name, "version": report.version, "resumed": report.resumed,
                "records": report.counts["read"], "aggregated": report.counts["aggregated"],
                "late": report.counts["late"], "future_event_time": report.counts["future_event_time"],

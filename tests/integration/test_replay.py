@@ -245,3 +245,34 @@ def test_a_refused_hand_over_commit_loses_and_doubles_nothing(stack, tmp_path):
     table = pq.ParquetDataset(settings.offline_root / f"view={view.name}" / "version=1").read()
     assert table.num_rows == len(history)  # the replay's 800 rows and the worker's 400, none twice
     assert_online_equals_oracle(settings, view, history)
+
+
+def test_a_replay_in_two_processes_equals_one_and_switches_once(stack, tmp_path):
+    """`--processes 2` splits the partitions between two replays of the same version; the states and
+    Parquet rows equal a one-process replay's, and readers switch once, after both shares are done."""
+    case = view_under_test(stack, tmp_path, AFTER.replace("partitions=2", "partitions=4"), "par")
+    view, settings = case.view, case.settings
+    history = synthetic_payments(users=30, events=4000, start_ms=BASE, end_ms=BASE + 4 * 3_600_000, seed=12)
+    with EventProducer(settings, view) as producer:
+        producer.send_many(history)
+    base = ["replay", "--features", str(case.features), "--view", view.name, "--batch-size", "500"]
+    two = rillet(settings, *base, "--processes", "2")
+    assert two.returncode == 0, two.stderr
+    summary = json.loads(two.stdout.strip().splitlines()[-1])
+    assert (summary["version"], summary["records"], summary["aggregated"], summary["switched"]) == \
+        (1, len(history), len(history), True)
+    one = rillet(settings, *base)
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout.strip().splitlines()[-1])["previous_version"] == 1
+
+    client = connect_redis(settings)
+    users = sorted({e["user_id"] for e in history})
+    assert client.mget([f"rillet:{view.name}:v1:e:{u}" for u in users]) == \
+        client.mget([f"rillet:{view.name}:v2:e:{u}" for u in users])
+    tables = [pq.ParquetDataset(settings.offline_root / f"view={view.name}" / f"version={v}").read()
+              .sort_by([("partition", "ascending"), ("offset", "ascending")]) for v in (1, 2)]
+    assert tables[0].num_rows == len(history) and tables[0].equals(tables[1])
+    assert VersionRegistry(client).get(view.name, 1).events == len(history)
+
+    refused = rillet(settings, *base, "--processes", "2", "--partitions", "0")
+    assert refused.returncode == 1 and "not both" in refused.stderr
