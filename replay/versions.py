@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from sinks.online import events_key
+from sinks.online import events_key, live_key
 from streams.definitions import DEFAULT_MAX_FUTURE, Feature, FeatureView
 from streams.errors import RilletError
 from streams.kernel.windows import Session, Sliding, Tumbling
@@ -205,7 +205,8 @@ class VersionRegistry:
                 continue
             for batch in _batched(self.redis.scan_iter(f"rillet:{view}:v{info.version}:e:*", count=1000), 1000):
                 self.redis.unlink(*batch)
-            self.redis.delete(self.progress_key(view, info.version), events_key(view, info.version))
+            self.redis.delete(self.progress_key(view, info.version), events_key(view, info.version),
+                              live_key(view, info.version))
             self.redis.hdel(self.versions_key(view), str(info.version))
             removed.append(info.version)
         return removed
