@@ -24,6 +24,7 @@ from streams.definitions import FeatureView
 from streams.errors import ConfigError, UnknownFeatureError
 from streams.kernel.engine import ViewEngine
 from streams.kernel.point_in_time import EventLog, epoch_ms, evaluate_at
+from streams.timeutil import iso_to_ms
 
 __all__ = ["TIMESTAMP_COLUMN", "OfflineReader", "read_entity_file"]
 
@@ -147,8 +148,6 @@ def read_entity_file(path: str | Path) -> pa.Table:
 
 def _parse_times(values: list[str | None], source: Path) -> list[int]:
     """Epoch milliseconds from text that is either epoch ms or ISO-8601 with a timezone."""
-    from datetime import datetime
-
     out: list[int] = []
     for line, text in enumerate(values, 2):  # line 1 is the header
         text = (text or "").strip()
@@ -156,13 +155,10 @@ def _parse_times(values: list[str | None], source: Path) -> list[int]:
             out.append(int(text))
             continue
         try:
-            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            value = None
-        if value is None or value.tzinfo is None:
+            out.append(iso_to_ms(text))
+        except ValueError:  # a naive time too (NaiveTimeError is a ValueError)
             raise ConfigError(f"{source}:{line}: {TIMESTAMP_COLUMN} {text!r} is neither epoch milliseconds nor an "
-                              "ISO-8601 time with a timezone (e.g. 2026-01-01T00:00:00Z)")
-        out.append(int(value.timestamp() * 1000))
+                              "ISO-8601 time with a timezone (e.g. 2026-01-01T00:00:00Z)") from None
     return out
 
 

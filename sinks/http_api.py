@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime
 from typing import Any
 
 import redis
@@ -30,7 +29,7 @@ from sinks.reads import FeatureReader
 from streams.errors import UnknownFeatureError
 from streams.http_body import BodyError, read_json_body
 from streams.kernel.engine import AsOfTooEarlyError
-from streams.timeutil import format_ms
+from streams.timeutil import format_ms, iso_to_ms
 
 __all__ = ["OPENAPI", "make_app", "openapi_document"]
 
@@ -74,11 +73,9 @@ def _parse_as_of(value: Any) -> int | None:
         return value
     if isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-        if moment is not None and moment.tzinfo is not None:
-            return int(moment.timestamp() * 1000)
+            return iso_to_ms(value)
+        except ValueError:  # a naive time too (NaiveTimeError is a ValueError)
+            pass
     raise _BadRequest(400, "'as_of' must be epoch milliseconds or an ISO-8601 time with a timezone")
 
 

@@ -15,13 +15,13 @@ import signal
 import sys
 import threading
 import warnings
-from datetime import datetime
 from typing import Any, NoReturn
 
-from streams.errors import ConfigError, RilletError
+from streams.errors import ConfigError, NaiveTimeError, RilletError
 from streams.kafka_log import client_config
 from streams.progress import Progress
 from streams.settings import Settings, redact_url
+from streams.timeutil import iso_to_ms
 
 __all__ = ["main"]
 
@@ -67,12 +67,11 @@ def _parse_time_ms(text: str) -> int:
     if text.isdigit():
         return int(text)
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return iso_to_ms(text)
+    except NaiveTimeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is neither epoch ms nor an ISO-8601 time") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no timezone; add Z or +00:00")
-    return int(value.timestamp() * 1000)
 
 
 def _port(text: str) -> int:
@@ -218,7 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _views(args: argparse.Namespace, settings: Settings) -> list:
     from streams.definitions import load_views
 
-    return load_views(getattr(args, "sub_features", None) or args.features or settings.features)
+    return load_views(_features_path(args, settings))
+
+
+def _features_path(args: argparse.Namespace, settings: Settings) -> str:
+    """The features file a command uses: its own --features, the global one, or RILLET_FEATURES."""
+    return _explicit_features(args) or settings.features
+
+
+def _explicit_features(args: argparse.Namespace) -> str | None:
+    return getattr(args, "sub_features", None) or args.features
 
 
 def _view(views: list, name: str) -> Any:
@@ -327,7 +335,7 @@ def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo import run_demo
 
-    path = getattr(args, "sub_features", None) or args.features or settings.features
+    path = _features_path(args, settings)
     views = _views(args, settings)
     return run_demo(settings, views, path, users=args.users, events=args.events, hours=args.hours,
                     follow=args.follow)
@@ -386,7 +394,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
             from replay.parallel import run_parallel
 
-            path = str(Path(getattr(args, "sub_features", None) or args.features or settings.features).resolve())
+            path = str(Path(_features_path(args, settings)).resolve())
             report = run_parallel(replay, path, args.processes, on_progress=show)
         else:
             report = replay.run(on_progress=show)
@@ -568,7 +576,7 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
     folder = Path(args.dir) if args.dir else SCHEMA_DIR
     if not folder.is_dir():
         raise ConfigError(f"--dir {str(folder)!r} is not a folder")
-    explicit = getattr(args, "sub_features", None) or args.features
+    explicit = _explicit_features(args)
     path = explicit or settings.features
     readers: dict[Path, list[tuple[str, str]]] = {}
     if explicit or Path(path).is_file():  # the default features file may be absent outside a checkout
@@ -624,7 +632,7 @@ def _service_failure(exc: Exception, settings: Settings | None) -> str | None:
 
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         where = redact_url(settings.redis_url) if settings else "RILLET_REDIS_URL"
-        reason = str(exc).split(". ")[0].replace(redact_url(where), "").strip() or type(exc).__name__
+        reason = str(exc).split(". ")[0].strip() or type(exc).__name__
         return (f"Redis at {where} does not answer ({reason}); start it (rillet up) or point "
                 "RILLET_REDIS_URL at one")
     if isinstance(exc, redis.AuthenticationError | redis.ResponseError):

@@ -10,6 +10,7 @@ __all__ = [
     "ConfigError",
     "DefinitionError",
     "EventDecodeError",
+    "NaiveTimeError",
     "RilletError",
     "StackError",
     "UnknownFeatureError",
@@ -30,6 +31,10 @@ class ConfigError(RilletError, ValueError):
 
 class StackError(RilletError, RuntimeError):
     """The embedded broker or Redis could not be started or reached."""
+
+
+class NaiveTimeError(RilletError, ValueError):
+    """A time without a timezone: rillet never reads one as UTC silently."""
 
 
 class UnknownFeatureError(RilletError, KeyError):

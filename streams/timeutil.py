@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from streams.errors import DefinitionError
+from streams.errors import DefinitionError, NaiveTimeError
 
-__all__ = ["datetime_to_ms", "duration_label", "format_ms", "parse_duration_ms", "to_ms", "utc_from_ms"]
+__all__ = ["datetime_to_ms", "duration_label", "format_ms", "iso_to_ms", "parse_duration_ms", "to_ms", "utc_from_ms"]
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
@@ -64,6 +64,20 @@ def format_ms(ms: int | None) -> str | None:
     if ms is None:
         return None
     return utc_from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_to_ms(text: str) -> int:
+    """Epoch milliseconds of an ISO-8601 time with a timezone (`Z` or an offset): the one reading of a
+    time given as text, for the CLI, the HTTP API and entity files.
+
+    Raises:
+        NaiveTimeError: the time has no timezone.
+        ValueError: the text is not an ISO-8601 time.
+    """
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise NaiveTimeError(f"{text!r} has no timezone; add Z or +00:00")
+    return int(value.timestamp() * 1000)
 
 
 def datetime_to_ms(value: datetime) -> int:
