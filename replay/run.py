@@ -30,7 +30,7 @@ from replay.versions import VersionInfo, VersionRegistry, live_group
 from schemas.codec import EventDecoder
 from schemas.store import open_schema_store
 from sinks.offline import OfflineStore
-from sinks.online import OnlineStore
+from sinks.online import OnlineStore, aggregated_counts
 from sinks.redis_client import connect_redis
 from streams import faults
 from streams.definitions import FeatureView
@@ -240,7 +240,7 @@ class Replay:
                 pipe.set(online.key(w.entity), w.state, px=online.expire_ms)
             progress = processor.watermarks.items()
             pipe.hset(progress_key, mapping={str(p): entry.encode() for p, entry in progress})
-            pipe.hset(online.events_key, mapping={str(p): entry.aggregated for p, entry in progress})
+            pipe.hset(online.events_key, mapping=aggregated_counts(progress))
             pipe.execute()
 
     def load_progress(self, version: int) -> dict[int, PartitionProgress]:

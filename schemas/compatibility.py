@@ -148,7 +148,7 @@ def _default_fits(value: Any, schema: Any, named: dict[str, Any]) -> bool:
     if not isinstance(schema, dict):
         return True
     kind = schema.get("type")
-    if isinstance(kind, str) and kind in _DEFAULT_CHECKS and "logicalType" not in schema:
+    if isinstance(kind, str) and kind in _DEFAULT_CHECKS:  # a logical type too: the underlying type's rule
         return _DEFAULT_CHECKS[kind](value)
     if kind == "enum":
         return value in schema.get("symbols", [])
@@ -162,8 +162,6 @@ def _default_fits(value: Any, schema: Any, named: dict[str, Any]) -> bool:
         return isinstance(value, dict) and all(
             _default_fits(value[f["name"]], f.get("type"), named) if f.get("name") in value else "default" in f
             for f in schema.get("fields", []))
-    if isinstance(kind, str) and kind in _DEFAULT_CHECKS:  # a logical type: the underlying type's rule
-        return _DEFAULT_CHECKS[kind](value)
     return True
 
 

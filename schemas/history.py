@@ -99,12 +99,13 @@ def check_folder(folder: Path, base: str | None = None, registry_url: str = "",
             subjects = [(config["subjects"][path.name], "mapped in compatibility.json")]
         else:
             subjects = [(f"{path.stem}-value", "no view reads it: subject from the file name")]
+        history = _versions(repo, path, base)  # git, once per file however many subjects read it
         for subject, why in subjects:
             mode = Mode(config.get("modes", {}).get(subject, config.get("default", "BACKWARD")))
             checked.append(f"{path.name} checked as {subject} ({why}; {mode.value})")
             try:
                 new = json.loads(path.read_text())
-                previous = [json.loads(text) for text in _versions(repo, path, base)]
+                previous = [json.loads(text) for text in history]
                 if registry_url:
                     previous += [v for v in registered_versions(registry_url, subject) if v not in previous]
                 found = check(new, previous, mode)

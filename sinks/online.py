@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -21,7 +22,7 @@ from sinks.records import StateWrite
 from streams.definitions import FeatureView
 from streams.kernel.watermark import PartitionProgress
 
-__all__ = ["OnlineStore", "events_key", "online_key"]
+__all__ = ["OnlineStore", "aggregated_counts", "events_key", "live_key", "online_key"]
 
 log = logging.getLogger("rillet.online")
 
@@ -32,6 +33,15 @@ def online_key(view: str, version: int, entity: str) -> str:
 
 def events_key(view: str, version: int) -> str:
     return f"rillet:{view}:v{version}:events"
+
+
+def live_key(view: str, version: int) -> str:
+    return f"rillet:{view}:v{version}:live"
+
+
+def aggregated_counts(progress: Iterable[tuple[int, PartitionProgress]]) -> dict[str, int]:
+    """The `events_key` hash's fields: partition -> events aggregated from it (absolute, so idempotent)."""
+    return {str(partition): entry.aggregated for partition, entry in progress}
 
 
 class OnlineStore:
@@ -57,7 +67,7 @@ class OnlineStore:
         Written with the states, so a Redis that comes back empty (no persistence, a
         failover that lost writes) shows it by the markers it lost with them.
         """
-        return f"rillet:{self.view.name}:v{self.version}:live"
+        return live_key(self.view.name, self.version)
 
     async def write(self, client: aredis.Redis, writes: list[StateWrite],
                     progress: list[tuple[int, PartitionProgress]] = (), *, max_wait_s: float = 60.0) -> None:
@@ -76,7 +86,7 @@ class OnlineStore:
                 for w in writes:
                     pipe.set(self.key(w.entity), w.state, px=self.expire_ms)
                 if progress:
-                    pipe.hset(self.events_key, mapping={str(p): e.aggregated for p, e in progress})
+                    pipe.hset(self.events_key, mapping=aggregated_counts(progress))
                 await pipe.execute()
 
         await self._retrying(attempt, max_wait_s)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from replay.versions import VersionRegistry
-from sinks.online import OnlineStore
+from sinks.online import OnlineStore, aggregated_counts
 from sinks.redis_client import connect_redis, connect_redis_async
 from streams.definitions import FeatureView
 from streams.errors import RilletError
@@ -25,7 +25,7 @@ from streams.kafka_log import client_config
 from streams.kernel.watermark import PROGRESS_KEY_PREFIX, PartitionProgress
 from streams.settings import Settings
 
-__all__ = ["RestoreReport", "changelog_topics", "changelog_versions", "restore_online"]
+__all__ = ["RestoreReport", "changelogs", "restore_online"]
 
 
 @dataclass
@@ -40,26 +40,21 @@ class RestoreReport:
     recreated_version_record: bool = False
 
 
-def changelog_topics(settings: Settings, view: FeatureView, version: int) -> list[str]:
-    """The changelog topics of a version's state table: `{app id}-{view}-v{n}-state-changelog`, where the
-    app id is the workers' consumer group (the configured one, or with replayed versions' suffixes)."""
-    from confluent_kafka.admin import AdminClient
-
-    suffix = f"-{view.name}-v{version}-state-changelog"
-    topics = AdminClient(client_config(settings.bootstrap_servers)).list_topics(timeout=10).topics
-    return sorted(t for t in topics if t.endswith(suffix) and t.startswith(settings.worker_group))
-
-
-def changelog_versions(settings: Settings, view: FeatureView) -> list[int]:
-    """The versions of `view` that have a changelog topic, ascending."""
+def changelogs(settings: Settings, view: FeatureView) -> dict[int, list[str]]:
+    """Per version of `view`, its state table's changelog topics: `{app id}-{view}-v{n}-state-changelog`,
+    where the app id is the workers' consumer group (the configured one, or with replayed versions'
+    suffixes). One metadata request."""
     import re
 
     from confluent_kafka.admin import AdminClient
 
     pattern = re.compile(rf"-{re.escape(view.name)}-v(\d+)-state-changelog$")
-    topics = AdminClient(client_config(settings.bootstrap_servers)).list_topics(timeout=10).topics
-    return sorted({int(m.group(1)) for t in topics if t.startswith(settings.worker_group)
-                   for m in [pattern.search(t)] if m})
+    found: dict[int, list[str]] = {}
+    for topic in sorted(AdminClient(client_config(settings.bootstrap_servers)).list_topics(timeout=10).topics):
+        match = pattern.search(topic)
+        if match and topic.startswith(settings.worker_group):
+            found.setdefault(int(match.group(1)), []).append(topic)
+    return found
 
 
 def restore_online(settings: Settings, view: FeatureView, version: int | None = None, *,
@@ -69,14 +64,12 @@ def restore_online(settings: Settings, view: FeatureView, version: int | None = 
     Raises:
         RilletError: the view has no such version, or no changelog to restore from.
     """
-    from streams.tansu import fetch_high_watermarks
-
     started = time.monotonic()
     registry = VersionRegistry(connect_redis(settings))
     recreated = False
+    found = changelogs(settings, view)
     if not registry.list(view.name):  # Redis lost the version records too: the changelogs name the versions
-        found = changelog_versions(settings, view)
-        version = version or (found[-1] if found else None)
+        version = version or max(found, default=None)
         if version is None:
             raise RilletError(f"view {view.name}: Redis holds no version of it and no changelog names one")
         recreated = registry.recreate(view, version, replayed=version != 1)
@@ -84,12 +77,12 @@ def restore_online(settings: Settings, view: FeatureView, version: int | None = 
     if version is None or registry.get(view.name, version) is None:
         which = f"version {version}" if version else "active version"
         raise RilletError(f"view {view.name}: no {which} to restore (see rillet versions)")
-    topics = changelog_topics(settings, view, version)
+    topics = found.get(version, [])
     if not topics:
         raise RilletError(f"view {view.name} v{version}: no changelog topic ending in "
                           f"-{view.name}-v{version}-state-changelog under group {settings.worker_group!r}; "
                           "a version only a replay wrote has its states in Redis alone: replay it instead")
-    states, progress, records = _read_changelogs(settings, topics, fetch_high_watermarks, on_progress)
+    states, progress, records = _read_changelogs(settings, topics, on_progress)
     partitions = sorted(progress)
     online = OnlineStore(view, version)
 
@@ -98,7 +91,7 @@ def restore_online(settings: Settings, view: FeatureView, version: int | None = 
         try:
             await online.restore(client, sorted(states.items()), partitions)
             if progress:
-                await client.hset(online.events_key, mapping={str(p): e.aggregated for p, e in progress.items()})
+                await client.hset(online.events_key, mapping=aggregated_counts(progress.items()))
         finally:
             await client.aclose()
 
@@ -107,12 +100,14 @@ def restore_online(settings: Settings, view: FeatureView, version: int | None = 
                          round(time.monotonic() - started, 3), recreated)
 
 
-def _read_changelogs(settings: Settings, topics: list[str], heads_of: Callable,
+def _read_changelogs(settings: Settings, topics: list[str],
                      on_progress: Callable[[int, int], None] | None) -> tuple[dict, dict, int]:
     """Last value per key over every partition of `topics`: entity states, and progress per partition."""
     from collections import namedtuple
 
     from confluent_kafka import Consumer, TopicPartition
+
+    from streams.tansu import fetch_high_watermarks
 
     consumer = Consumer(client_config(settings.bootstrap_servers, **{
         "group.id": f"rillet-restore-{uuid.uuid4()}", "enable.auto.commit": False, "fetch.wait.max.ms": 50,
@@ -120,7 +115,8 @@ def _read_changelogs(settings: Settings, topics: list[str], heads_of: Callable,
     tp = namedtuple("tp", "topic partition")
     try:
         wanted = [tp(t, p) for t in topics for p in sorted(consumer.list_topics(t, timeout=10).topics[t].partitions)]
-        heads = {(k.topic, k.partition): v for k, v in heads_of(settings.bootstrap_servers, wanted).items() if v}
+        ends = fetch_high_watermarks(settings.bootstrap_servers, wanted)
+        heads = {(k.topic, k.partition): v for k, v in ends.items() if v}
         total = sum(heads.values())
         consumer.assign([TopicPartition(t, p, 0) for (t, p) in heads])
         states: dict[str, bytes] = {}

@@ -148,7 +148,7 @@ class ViewAgent:
         anything judges a record: where the table has no progress yet, this is where the replay ended."""
         from replay.versions import VersionRegistry
 
-        if self.watermarks.handed_over or self._handover_loaded:
+        if self._handover_loaded:
             return
         raw = await self.redis.hgetall(VersionRegistry.progress_key(self.view.name, self.version))
         for partition, value in raw.items():
