@@ -227,7 +227,7 @@ class Replay:
         """One batch: engine, Parquet, then states + progress in one Redis transaction (the commit point)."""
         result = processor.process(records, load_state, int(time.time() * 1000), until_ms=self.until_ms)
         report.counts.update(result.counts)
-        rows = [row for row in result.rows if row.offset not in on_disk.get(row.partition, ())]
+        rows = result.rows.without(on_disk)
         if rows:
             offline.write(rows)
         faults.hit("replay_after_offline_write")  # crash tests: Parquet published, progress not yet

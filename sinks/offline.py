@@ -28,16 +28,14 @@ any row on disk came from an event whose state changes may already be durable.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from sinks.records import LoggedEvent
+from sinks.records import EventRows
 from streams.definitions import FeatureView
 from streams.timeutil import utc_from_ms
 
@@ -90,17 +88,23 @@ class OfflineStore:
         self.schema = event_log_schema(view)
         self.base = self.root / f"view={view.name}" / f"version={version}"
 
-    def write(self, rows: list[LoggedEvent]) -> list[Path]:
+    def write(self, rows: EventRows) -> list[Path]:
         """Write rows, one file per (event date, source partition), named by the batch's offset range."""
-        groups: dict[tuple[int, int], list[LoggedEvent]] = defaultdict(list)
-        for row in rows:  # the UTC day by integer division: no datetime per event
-            groups[(row.event_ms // _DAY_MS, row.partition)].append(row)
+        if not len(rows):
+            return []
+        table = self._to_table(rows)
+        day = rows.event_ms // _DAY_MS  # the UTC day by integer division: no datetime per event
+        order = np.lexsort((np.arange(len(rows)), rows.partition, day))
+        key_day, key_partition = day[order], rows.partition[order]
+        starts = np.flatnonzero(np.append(True, (key_day[1:] != key_day[:-1])
+                                          | (key_partition[1:] != key_partition[:-1])))
         written = []
-        for (day, partition), group in sorted(groups.items()):
-            date = utc_from_ms(day * _DAY_MS).date().isoformat()
-            first, last = min(r.offset for r in group), max(r.offset for r in group)
-            name = f"part-{partition}-{first:012d}-{last:012d}.parquet"
-            written.append(_publish(self._to_table(group), self.base / f"date={date}" / name))
+        for lo, hi in zip(starts.tolist(), np.append(starts[1:], len(order)).tolist(), strict=True):
+            group = order[lo:hi]
+            date = utc_from_ms(int(key_day[lo]) * _DAY_MS).date().isoformat()
+            offsets = rows.offset[group]
+            name = f"part-{int(key_partition[lo])}-{int(offsets.min()):012d}-{int(offsets.max()):012d}.parquet"
+            written.append(_publish(table.take(pa.array(group)), self.base / f"date={date}" / name))
         return written
 
     def offsets_written_after(self, partition: int, committed_offset: int) -> set[int]:
@@ -113,17 +117,19 @@ class OfflineStore:
                 found.update(o for o in offsets if o > committed_offset)
         return found
 
-    def _to_table(self, rows: list[LoggedEvent]) -> pa.Table:
-        columns: dict[str, list[Any]] = {
-            "entity": [r.entity for r in rows],
-            "event_timestamp": [r.event_ms for r in rows],
-            "created_timestamp": [r.created_ms for r in rows],
-            "partition": [r.partition for r in rows],
-            "offset": [r.offset for r in rows],
-        }
+    def _to_table(self, rows: EventRows) -> pa.Table:
+        columns = [
+            pa.array(rows.entity, type=pa.string()),
+            pa.array(rows.event_ms, type=pa.int64()).cast(_TS),
+            pa.array(rows.created_ms, type=pa.int64()).cast(_TS),
+            pa.array(rows.partition, type=pa.int64()).cast(pa.int32()),
+            pa.array(rows.offset, type=pa.int64()),
+        ]
         for name in self.schema.names[5:]:
-            columns[name] = [r.values.get(name) for r in rows]
-        return pa.Table.from_pydict(columns, schema=self.schema)
+            values = rows.values.get(name)
+            kind = self.schema.field(name).type
+            columns.append(pa.nulls(len(rows), kind) if values is None else pa.array(values, type=kind))
+        return pa.Table.from_arrays(columns, schema=self.schema)
 
 
 def _publish(table: pa.Table, path: Path) -> Path:

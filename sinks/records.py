@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["LoggedEvent", "StateWrite"]
+import numpy as np
+
+if TYPE_CHECKING:
+    from streams.kernel.engine import Event
+
+__all__ = ["EventRows", "StateWrite"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,17 +23,54 @@ class StateWrite:
 
 
 @dataclass(frozen=True, slots=True)
-class LoggedEvent:
-    """One offline row: an aggregated event, with the fields the view's features read.
+class EventRows:
+    """Offline rows as columns: one per aggregated event, with the fields the view's features read.
 
     (`partition`, `offset`) identify the event, so a row written twice after a
     restart is recognised as one; `created_ms` is the record's timestamp, when the
     event entered the topic (so a replay writes the same rows as the live worker).
+    Columns, not a row object per event: the Parquet sink turns them into Arrow
+    arrays directly.
     """
 
-    entity: str
-    event_ms: int
-    created_ms: int
-    partition: int
-    offset: int
-    values: dict[str, Any]
+    entity: list[str]
+    event_ms: np.ndarray  # int64, like the three below
+    created_ms: np.ndarray
+    partition: np.ndarray
+    offset: np.ndarray
+    values: dict[str, list[Any]]  # field -> one value per row, None for null
+
+    def __len__(self) -> int:
+        return len(self.entity)
+
+    @classmethod
+    def empty(cls) -> EventRows:
+        none = np.zeros(0, dtype=np.int64)
+        return cls([], none, none, none, none, {})
+
+    @classmethod
+    def of(cls, events: list[Event], created_ms: list[int], fields: list[str]) -> EventRows:
+        return cls(
+            [e.entity for e in events],
+            np.array([e.event_ms for e in events], dtype=np.int64),
+            np.array(created_ms, dtype=np.int64),
+            np.array([e.partition for e in events], dtype=np.int64),
+            np.array([e.offset for e in events], dtype=np.int64),
+            {f: [e.values.get(f) for e in events] for f in fields},
+        )
+
+    def take(self, indices: np.ndarray) -> EventRows:
+        picked = indices.tolist()
+        return EventRows(
+            [self.entity[i] for i in picked], self.event_ms[indices], self.created_ms[indices],
+            self.partition[indices], self.offset[indices],
+            {f: [column[i] for i in picked] for f, column in self.values.items()},
+        )
+
+    def without(self, offsets_by_partition: dict[int, set[int]]) -> EventRows:
+        """These rows minus the (partition, offset) pairs given: rows already on disk."""
+        if not any(offsets_by_partition.values()):
+            return self
+        keep = [i for i, (p, o) in enumerate(zip(self.partition.tolist(), self.offset.tolist(), strict=True))
+                if o not in offsets_by_partition.get(p, ())]
+        return self if len(keep) == len(self) else self.take(np.array(keep, dtype=np.int64))

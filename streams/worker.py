@@ -245,8 +245,7 @@ class ViewAgent:
             self._dlq_seen[partition] = await self._dead_letters_already_sent(partition)
         result = self.processor.process(records, self.load_state, int(time.time() * 1000))
         seen = self._offline_seen
-        if any(seen.values()):
-            result.rows = [row for row in result.rows if row.offset not in seen[row.partition]]
+        result.rows = result.rows.without(seen)
         # Sinks first, changelog last: the changelog is the batch's commit point. A crash
         # before it re-processes the batch, rewriting the same Redis states and Parquet rows.
         writes = self.processor.state_writes(result)  # each state encoded once: Redis and changelog share it

@@ -8,22 +8,26 @@ panes when evaluated; no aggregation is computed anywhere else.
 
 Null values never reach `add` except for `count`, which counts events.
 
-Each class also has `over_ranges`: the same aggregation over many ranges of
-a time-sorted event log at once, vectorized, for the offline point-in-time
-join. Keeping both forms in one class keeps one definition per aggregation;
-the oracle tests hold both to semantics.md.
+Each class also has two vectorized forms. `over_ranges`: the aggregation's
+result over many ranges of a time-sorted event log at once, for the offline
+point-in-time join. `group_partials`: one partial state per group of a batch's
+events (one entity's events in one pane or session), which the engine then
+merges into the stored partials, so a batch costs Python work per group, not
+per event and feature. Keeping every form in one class keeps one definition
+per aggregation; the oracle tests hold all of them to semantics.md.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from functools import lru_cache
 from hashlib import blake2b
 from typing import Any, Protocol
 
 import numpy as np
 
-from streams.kernel.event_columns import EventColumn, gather_ranges, reduce_ranges
+from streams.kernel.event_columns import EventColumn, FieldGroups, gather_ranges, reduce_ranges
 
 __all__ = ["AGGREGATIONS", "Aggregation", "get_aggregation"]
 
@@ -43,6 +47,31 @@ class Aggregation(Protocol):
     def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Results over the log ranges [lo, hi), as (values, present); absent results are null."""
         ...
+    def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
+        """One partial state per group [lo, hi) of a batch's events: `initial()` folded with `add`.
+
+        The groups tile the values, in order: lo[0] == 0, hi[i] == lo[i + 1], hi[-1] == len(values).
+        """
+        ...
+
+
+def _fold_groups(agg: Aggregation, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
+    """`group_partials` by the definition itself: `add` each value of each group, in order.
+
+    The form for types with no column (booleans, arrays) and for aggregations whose
+    per-value step is already a hash lookup (count_distinct).
+    """
+    objects, event_ms, offsets = values.objects, values.event_ms.tolist(), values.offsets.tolist()
+    add, skip_nulls, out = agg.add, not agg.counts_nulls, []
+    for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
+        state = agg.initial()
+        for i in range(a, b):
+            value = objects[i]
+            if value is None and skip_nulls:
+                continue
+            state = add(state, value, event_ms[i], offsets[i])
+        out.append(state)
+    return out
 
 
 class _FoldMerge:
@@ -80,6 +109,9 @@ class Count:
     def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return hi - lo, np.ones(len(lo), dtype=bool)
 
+    def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
+        return (hi - lo).tolist()
+
 
 class Sum(_FoldMerge):
     """Sum of the field; [sum, compensation] keeps float error at one rounding (Neumaier)."""
@@ -111,6 +143,13 @@ class Sum(_FoldMerge):
 
     def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return _range_sums(column, lo, hi), np.ones(len(lo), dtype=bool)
+
+    def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
+        column = values.column
+        if column is None:
+            return _fold_groups(self, values, lo, hi)
+        sums, counts = _range_sums(column, lo, hi).tolist(), column.valid_count(lo, hi).tolist()
+        return [[s, 0.0] if n else [0, 0.0] for s, n in zip(sums, counts, strict=True)]
 
 
 # Recursive summation errs by at most (n - 1) * eps * sum(|x|); where that bound could
@@ -179,6 +218,13 @@ class Mean(_FoldMerge):
         with np.errstate(invalid="ignore", divide="ignore"):
             return _range_sums(column, lo, hi) / n, n > 0
 
+    def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
+        column = values.column
+        if column is None:
+            return _fold_groups(self, values, lo, hi)
+        sums, counts = _range_sums(column, lo, hi).tolist(), column.valid_count(lo, hi).tolist()
+        return [[n, s, 0.0] if n else [0, 0, 0.0] for s, n in zip(sums, counts, strict=True)]
+
 
 class Min:
     """Smallest value; None while empty."""
@@ -214,6 +260,13 @@ class Min:
         ordered, neutral = column.ordered_values(largest=self._ufunc is np.minimum)
         picked = reduce_ranges(self._ufunc, ordered, lo, hi, neutral)
         return column.decode(picked), present
+
+    def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
+        column = values.column
+        if column is None:
+            return _fold_groups(self, values, lo, hi)
+        picked, present = self.over_ranges(column, lo, hi)
+        return [v if p else None for v, p in zip(picked.tolist(), present.tolist(), strict=True)]
 
 
 class Max(Min):
@@ -275,6 +328,22 @@ class Last:
         present = (hi > lo) & (last >= lo)
         return column.decode(column.values[np.where(present, last, 0)]), present
 
+    def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
+        # a batch's events come in arrival order: per group, the greatest (event time, offset) wins,
+        # and on a full tie the later arrival, as `add` decides (lexsort is stable)
+        objects, out = values.objects, [None] * len(lo)
+        group = np.repeat(np.arange(len(lo)), hi - lo)
+        valid = np.flatnonzero(np.fromiter((v is not None for v in objects), dtype=bool, count=len(objects)))
+        if not len(valid):
+            return out
+        ranked = valid[np.lexsort((values.offsets[valid], values.event_ms[valid], group[valid]))]
+        owner = group[ranked]
+        ends = np.flatnonzero(np.append(owner[1:] != owner[:-1], True))
+        event_ms, offsets = values.event_ms.tolist(), values.offsets.tolist()
+        for g, i in zip(owner[ends].tolist(), ranked[ends].tolist(), strict=True):
+            out[g] = [event_ms[i], offsets[i], objects[i]]
+        return out
+
 
 class StdDev(_FoldMerge):
     """Population standard deviation: [n, mean, M2], Welford's update and Chan's merge."""
@@ -312,17 +381,37 @@ class StdDev(_FoldMerge):
         return math.sqrt(max(state[2], 0.0) / state[0])
 
     def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # two passes over each range's values (mean, then corrected squared deviations)
-        values, starts, lengths, present = gather_ranges(column, column.valid_floats, lo, hi)
+        n, _, m2, present = _moments(column, lo, hi)
         out = np.zeros(len(lo))
-        if len(values):
-            n = lengths.astype(np.float64)
-            mean = np.add.reduceat(values, starts) / n
-            dev = values - np.repeat(mean, lengths)
-            m2 = np.add.reduceat(dev * dev, starts)
-            drift = np.add.reduceat(dev, starts)
-            out[present] = np.sqrt(np.maximum(m2 - drift * drift / n, 0.0) / n)
+        out[present] = np.sqrt(np.maximum(m2, 0.0) / n)
         return out, present
+
+    def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
+        column = values.column
+        if column is None or column.labels is not None:
+            return _fold_groups(self, values, lo, hi)
+        n, mean, m2, present = _moments(column, lo, hi)
+        out: list = [[0, 0.0, 0.0] for _ in range(len(lo))]
+        for g, k, m, s in zip(np.flatnonzero(present).tolist(), n.astype(np.int64).tolist(), mean.tolist(),
+                              m2.tolist(), strict=True):
+            out[g] = [k, m, s]
+        return out
+
+
+def _moments(column: EventColumn, lo: np.ndarray, hi: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Count, mean and sum of squared deviations (M2) of the ranges that hold a valid value, and which
+    ranges those are: two passes over each range's values (mean, then corrected squared deviations)."""
+    values, starts, lengths, present = gather_ranges(column, column.valid_floats, lo, hi)
+    if not len(values):
+        empty = np.zeros(0)
+        return empty, empty, empty, present
+    n = lengths.astype(np.float64)
+    mean = np.add.reduceat(values, starts) / n
+    dev = values - np.repeat(mean, lengths)
+    drift = np.add.reduceat(dev, starts)
+    m2 = np.add.reduceat(dev * dev, starts) - drift * drift / n
+    return n, mean + drift / n, m2, present
 
 
 # count_distinct: exact (a set of 64-bit hashes) up to EXACT_LIMIT, then HyperLogLog
@@ -379,7 +468,8 @@ def _hll_estimate(registers: bytes) -> int:
 class CountDistinct:
     """Number of distinct values: exact below EXACT_LIMIT, HyperLogLog above.
 
-    State: a list of 64-bit hashes (exact) or HLL registers as bytes.
+    State: the sorted 64-bit hashes (exact) or HLL registers as bytes. Sorted, so the state
+    is a function of the set of values, whatever order or batches they came in.
     """
 
     name = "count_distinct"
@@ -392,8 +482,9 @@ class CountDistinct:
     def add(self, state: Any, value: Any, event_ms: int, offset: int) -> Any:
         h = _hash64(value)
         if isinstance(state, list):
-            if h not in state:
-                state.append(h)
+            at = bisect_left(state, h)
+            if at == len(state) or state[at] != h:
+                state.insert(at, h)
                 if len(state) > EXACT_LIMIT:
                     return _hll_from_hashes(state)
             return state
@@ -403,7 +494,7 @@ class CountDistinct:
 
     def merge(self, older: Any, newer: Any) -> Any:
         if isinstance(older, list) and isinstance(newer, list):
-            merged = list(dict.fromkeys(older + newer))
+            merged = sorted(set(older).union(newer))
             return merged if len(merged) <= EXACT_LIMIT else _hll_from_hashes(merged)
         a = _hll_from_hashes(older) if isinstance(older, list) else bytearray(older)
         if isinstance(newer, list):
@@ -414,7 +505,7 @@ class CountDistinct:
 
     def combine(self, states: list) -> Any:
         if all(isinstance(s, list) for s in states):
-            union = list(dict.fromkeys(h for s in states for h in s))
+            union = sorted({h for s in states for h in s})
             return union if len(union) <= EXACT_LIMIT else _hll_from_hashes(union)
         out: Any = []
         for state in states:
@@ -425,6 +516,9 @@ class CountDistinct:
         if isinstance(state, list):
             return len(state)
         return _hll_estimate(state)
+
+    def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
+        return _fold_groups(self, values, lo, hi)  # one cached hash per value: folding is the fast form
 
     def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # exact over the log, where the stream's sketch may answer within the contract's 2%

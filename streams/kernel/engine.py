@@ -24,16 +24,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+import numpy as np
 
 from streams.definitions import FeatureView
 from streams.errors import RilletError
 from streams.kernel.aggregations import Aggregation, get_aggregation
+from streams.kernel.event_columns import BatchField, FieldGroups
 from streams.kernel.windows import Session
 
 __all__ = [
     "AsOfTooEarlyError",
     "EntityState",
     "Event",
+    "EventBatch",
     "StateLayoutError",
     "ViewEngine",
 ]
@@ -58,6 +61,41 @@ class Event:
     values: dict[str, Any]
     partition: int = 0
     offset: int = 0
+
+
+@dataclass(slots=True)
+class EventBatch:
+    """A batch's events that passed decode and lateness, in arrival order, as columns."""
+
+    entities: list[str]
+    event_ms: np.ndarray  # int64, like the three below
+    partitions: np.ndarray
+    offsets: np.ndarray
+    watermarks: np.ndarray  # each event's partition watermark, this event included
+    fields: dict[str, list]  # each field the view reads: one value per event, None for null
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+    @classmethod
+    def of(cls, events: list[Event], fields: list[str]) -> EventBatch:
+        """The batch of these events; watermarks are zero until the caller fills them in."""
+        return cls(
+            [e.entity for e in events],
+            np.fromiter([e.event_ms for e in events], np.int64, len(events)),
+            np.fromiter([e.partition for e in events], np.int64, len(events)),
+            np.fromiter([e.offset for e in events], np.int64, len(events)),
+            np.zeros(len(events), dtype=np.int64),
+            {f: [e.values.get(f) for e in events] for f in fields},
+        )
+
+    def take(self, indices: np.ndarray) -> EventBatch:
+        picked = indices.tolist()
+        return EventBatch(
+            [self.entities[i] for i in picked], self.event_ms[indices], self.partitions[indices],
+            self.offsets[indices], self.watermarks[indices],
+            {f: [column[i] for i in picked] for f, column in self.fields.items()},
+        )
 
 
 @dataclass(slots=True)
@@ -99,6 +137,7 @@ class ViewEngine:
         self.session_gaps: list[int] = []
         self.session_slots: list[list[_Slot]] = []
         self.outputs: list[_Output] = []
+        self.fields = list(dict.fromkeys(f.field for f in view.features if f.field is not None))
         for feature in view.features:
             self._compile(feature.name, feature.field, feature.aggregation, feature.window)
         self.session_columns = [
@@ -153,73 +192,145 @@ class ViewEngine:
         return record_ms is not None and event_ms - record_ms > self.view.max_future_ms
 
     def apply(self, state: EntityState | None, event: Event, watermark_ms: int) -> EntityState | None:
-        """Add one non-late event to an entity's state.
+        """Add one non-late event to an entity's state: `apply_batch` with a batch of one.
 
-        Returns the updated state, or None when the event was already applied
-        (same partition, offset not greater): re-delivered events after a
-        restart are skipped, so at-least-once delivery counts each event once.
-        `watermark_ms` is the partition watermark including this event; it
-        bounds which sessions a future non-late event could still touch.
+        Returns the updated state, or None when the event was already applied.
         """
-        if state is None:
-            state = EntityState(
-                latest_ms=event.event_ms, partition=event.partition, offset=-1,
-                grids=[{} for _ in self.grid_steps], sessions=[[] for _ in self.session_gaps],
-            )
-        elif state.partition == event.partition and event.offset <= state.offset:
-            return None
-        state.partition, state.offset = event.partition, event.offset
-        if event.event_ms > state.latest_ms:
-            state.latest_ms = event.event_ms
-        for g, step in enumerate(self.grid_steps):
-            self._add_to_grid(state.grids[g], g, step, state.latest_ms, event)
-        for s, gap in enumerate(self.session_gaps):
-            horizon = watermark_ms - self.grace_ms - gap
-            state.sessions[s] = self._add_to_sessions(state.sessions[s], s, gap, horizon, event)
-        return state
+        states = {event.entity: state}
+        batch = EventBatch.of([event], self.fields)
+        batch.watermarks[0] = watermark_ms
+        applied = self.apply_batch(states, batch)
+        return states[event.entity] if applied[0] else None
 
-    def _add_to_grid(self, panes: dict[int, list], g: int, step: int, latest: int, event: Event) -> None:
-        oldest_needed = latest // step - self.grid_keep[g] + 1
-        index = event.event_ms // step
-        if index >= oldest_needed:
-            pane = panes.get(index)
-            if pane is None:
-                pane = panes[index] = [slot.agg.initial() for slot in self.grid_slots[g]]
-            self._add_to_partials(pane, self.grid_slots[g], event)
-        for old in [i for i in panes if i < oldest_needed]:
-            del panes[old]
+    def apply_batch(self, states: dict[str, EntityState | None], batch: EventBatch) -> np.ndarray:
+        """Add a batch of non-late events, in arrival order, to their entities' states (updated in `states`).
+
+        Returns which events were applied. An event is skipped when the entity's
+        state already holds it (same partition, offset not greater): re-delivered
+        events after a restart are counted once.
+
+        The work is columnar: the events are grouped by (entity, pane) and by
+        (entity, session run), each aggregation reduces every group at once
+        (`group_partials`), and the group partials are merged into the stored
+        ones, so Python-level work is per group, not per event and feature. The
+        result equals adding the events one at a time in arrival order: panes a
+        newer event pushed out of reach stay out (the entity's final latest event
+        decides what is kept, and it only grows), and sessions are merged run by
+        run in time order, so a run can bridge two stored sessions, as an event can.
+        """
+        applied = np.ones(len(batch), dtype=bool)
+        if not len(batch):
+            return applied
+        index: dict[str, int] = {}
+        codes = np.fromiter((index.setdefault(e, len(index)) for e in batch.entities), np.int64, len(batch))
+        names = list(index)
+        held = [states.get(name) for name in names]
+        applied[self._already_held(held, codes, batch)] = False
+        kept = np.flatnonzero(applied)
+        if not len(kept):
+            return applied
+        code, event_ms = codes[kept], batch.event_ms[kept]
+        kept_list, offsets_kept = kept.tolist(), batch.offsets[kept]
+        fields: dict[str | None, BatchField] = {None: BatchField([None] * len(kept_list), event_ms, offsets_kept)}
+        for f in self.fields:  # (None: a `count` of events names no field)
+            column = batch.fields.get(f)
+            values = [None] * len(kept_list) if column is None else [column[i] for i in kept_list]
+            fields[f] = BatchField(values, event_ms, offsets_kept)
+        by_entity = np.argsort(code, kind="stable")
+        first = np.flatnonzero(np.append(True, code[by_entity][1:] != code[by_entity][:-1]))
+        touched = code[by_entity][first].tolist()
+        newest = np.maximum.reduceat(event_ms[by_entity], first).tolist()
+        last = by_entity[np.append(first[1:], len(kept)) - 1]  # each entity's last applied event
+        partitions, offsets = batch.partitions[kept][last].tolist(), batch.offsets[kept][last].tolist()
+        latest = np.zeros(len(names), dtype=np.int64)
+        for c, ms, partition, offset in zip(touched, newest, partitions, offsets, strict=True):
+            state = held[c]
+            if state is None:
+                state = held[c] = EntityState(ms, partition, offset, [{} for _ in self.grid_steps],
+                                              [[] for _ in self.session_gaps])
+            else:
+                state.latest_ms = max(state.latest_ms, ms)
+                state.partition, state.offset = partition, offset
+            latest[c] = state.latest_ms
+            states[names[c]] = state
+        for g in range(len(self.grid_steps)):
+            self._apply_to_grid(g, held, touched, code, event_ms, latest, fields)
+        horizon_base = batch.watermarks[kept][last] - self.grace_ms
+        for s in range(len(self.session_gaps)):
+            self._apply_to_sessions(s, held, touched, code, event_ms, horizon_base, fields)
+        return applied
 
     @staticmethod
-    def _add_to_partials(partials: list, slots: list[_Slot], event: Event) -> None:
-        values, ms, offset = event.values, event.event_ms, event.offset
-        for i, slot in enumerate(slots):
-            value = values.get(slot.field) if slot.field is not None else None
-            if value is None and not slot.agg.counts_nulls:
-                continue
-            partials[i] = slot.agg.add(partials[i], value, ms, offset)
+    def _already_held(held: list, codes: np.ndarray, batch: EventBatch) -> np.ndarray:
+        """Events an entity's stored state already holds: while an entity's events are on the stored
+        partition at or below the stored offset (until its first new event: later ones are new)."""
+        stored_partition = np.array([-1 if s is None else s.partition for s in held], dtype=np.int64)
+        stored_offset = np.array([-1 if s is None else s.offset for s in held], dtype=np.int64)
+        order = np.argsort(codes, kind="stable")
+        entity = codes[order]
+        old = (batch.partitions[order] == stored_partition[entity]) & (batch.offsets[order] <= stored_offset[entity])
+        if not old.any():
+            return np.zeros(0, dtype=np.int64)
+        new_so_far = np.cumsum(~old)
+        starts = np.flatnonzero(np.append(True, entity[1:] != entity[:-1]))
+        before = (new_so_far - ~old)[starts]  # new events counted before each entity's first
+        owner = np.cumsum(np.append(True, entity[1:] != entity[:-1])) - 1
+        return order[old & (new_so_far == before[owner])]
 
-    def _add_to_sessions(self, sessions: list[list], s: int, gap: int, horizon: int, event: Event) -> list[list]:
-        x = event.event_ms
-        slots = self.session_slots[s]
-        fresh = [slot.agg.initial() for slot in slots]
-        self._add_to_partials(fresh, slots, event)
-        merged = [x, x, fresh]
-        starts = [sess[0] for sess in sessions]
-        # sessions are disjoint and sorted, so those within gap of x are contiguous
-        lo = bisect_left(starts, x - gap)
-        while lo > 0 and sessions[lo - 1][1] >= x - gap:
-            lo -= 1
-        hi = lo
-        while hi < len(sessions) and sessions[hi][0] <= x + gap:
-            hi += 1
-        for sess in sessions[lo:hi]:
-            merged = [
-                min(sess[0], merged[0]), max(sess[1], merged[1]),
-                [slot.agg.merge(a, b) for slot, a, b in zip(slots, sess[2], merged[2], strict=True)],
-            ]
-        out = [*sessions[:lo], merged, *sessions[hi:]]
-        last = out[-1]
-        return [sess for sess in out if sess is last or sess[1] >= horizon]
+    def _partials(self, slots: list[_Slot], fields: dict[str | None, BatchField], order: np.ndarray,
+                  lo: np.ndarray, hi: np.ndarray) -> list[tuple]:
+        """Per group [lo, hi) of the events in `order`: one partial per slot (a tuple per group)."""
+        grouped: dict[str | None, FieldGroups] = {}
+        per_slot = []
+        for slot in slots:
+            values = grouped.get(slot.field)
+            if values is None:
+                values = grouped[slot.field] = fields[slot.field].grouped(order)
+            per_slot.append(slot.agg.group_partials(values, lo, hi))
+        return list(zip(*per_slot, strict=True))
+
+    def _apply_to_grid(self, g: int, held: list, touched: list[int], code: np.ndarray, event_ms: np.ndarray,
+                       latest: np.ndarray, fields: dict[str | None, BatchField]) -> None:
+        step, keep, slots = self.grid_steps[g], self.grid_keep[g], self.grid_slots[g]
+        pane = event_ms // step
+        oldest_needed = latest // step - keep + 1  # per entity code
+        admitted = np.flatnonzero(pane >= oldest_needed[code])
+        if len(admitted):
+            order = admitted[np.lexsort((admitted, pane[admitted], code[admitted]))]
+            c, p = code[order], pane[order]
+            lo = np.flatnonzero(np.append(True, (c[1:] != c[:-1]) | (p[1:] != p[:-1])))
+            hi = np.append(lo[1:], len(order))
+            aggs = [slot.agg for slot in slots]
+            for entity, index, partials in zip(c[lo].tolist(), p[lo].tolist(),
+                                               self._partials(slots, fields, order, lo, hi), strict=True):
+                panes = held[entity].grids[g]
+                pane_partials = panes.get(index)
+                if pane_partials is None:
+                    panes[index] = list(partials)
+                else:
+                    for i, agg in enumerate(aggs):
+                        pane_partials[i] = agg.merge(pane_partials[i], partials[i])
+        for entity, oldest in zip(touched, oldest_needed[touched].tolist(), strict=True):
+            panes = held[entity].grids[g]
+            for old in [i for i in panes if i < oldest]:
+                del panes[old]
+
+    def _apply_to_sessions(self, s: int, held: list, touched: list[int], code: np.ndarray, event_ms: np.ndarray,
+                           horizon_base: np.ndarray, fields: dict[str | None, BatchField]) -> None:
+        gap, slots = self.session_gaps[s], self.session_slots[s]
+        order = np.lexsort((np.arange(len(code)), event_ms, code))
+        c, ms = code[order], event_ms[order]
+        lo = np.flatnonzero(np.append(True, (c[1:] != c[:-1]) | (ms[1:] - ms[:-1] > gap)))
+        hi = np.append(lo[1:], len(order))
+        aggs = [slot.agg for slot in slots]
+        for entity, start, end, partials in zip(c[lo].tolist(), ms[lo].tolist(), ms[hi - 1].tolist(),
+                                                self._partials(slots, fields, order, lo, hi), strict=True):
+            state = held[entity]
+            state.sessions[s] = _merge_into_sessions(state.sessions[s], aggs, gap, start, end, list(partials))
+        for entity, base in zip(touched, horizon_base.tolist(), strict=True):
+            sessions = held[entity].sessions[s]
+            horizon, newest = base - gap, sessions[-1]
+            held[entity].sessions[s] = [sess for sess in sessions if sess is newest or sess[1] >= horizon]
 
     def droppable(self, latest_ms: int, watermark_ms: int | None) -> bool:
         """True when an entity's state can no longer affect any value a new event would produce.
@@ -309,3 +420,21 @@ class ViewEngine:
                 f"{self.layout_id}; the definition changed: replay the view into a new version"
             )
         return EntityState(latest, partition, offset, grids, sessions)
+
+
+def _merge_into_sessions(sessions: list[list], aggs: list[Aggregation], gap: int, start: int, end: int,
+                         partials: list) -> list[list]:
+    """Sessions (disjoint, sorted, more than `gap` apart) with a run of events [start, end] added:
+    the run extends, joins or bridges every session within `gap` of it, or starts one of its own."""
+    merged = [start, end, partials]
+    starts = [sess[0] for sess in sessions]
+    lo = bisect_left(starts, start - gap)  # those within gap of the run are contiguous
+    while lo > 0 and sessions[lo - 1][1] >= start - gap:
+        lo -= 1
+    hi = lo
+    while hi < len(sessions) and sessions[hi][0] <= end + gap:
+        hi += 1
+    for sess in sessions[lo:hi]:
+        merged = [min(sess[0], merged[0]), max(sess[1], merged[1]),
+                  [agg.merge(a, b) for agg, a, b in zip(aggs, sess[2], merged[2], strict=True)]]
+    return [*sessions[:lo], merged, *sessions[hi:]]

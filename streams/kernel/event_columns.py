@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["EventColumn", "gather_ranges", "reduce_ranges"]
+__all__ = ["BatchField", "EventColumn", "FieldGroups", "gather_ranges", "reduce_ranges"]
 
 
 class EventColumn:
@@ -115,6 +115,53 @@ class EventColumn:
         """For each slot, the index of the last valid value at or before it (-1: none)."""
         index = np.where(self.valid, np.arange(len(self.valid), dtype=np.int64), -1)
         return np.maximum.accumulate(index) if len(index) else index
+
+
+class BatchField:
+    """One field of a batch's applied events, in arrival order: Python values as decoded, and the
+    column form (`EventColumn`) built from them once, shared by every grouping of the batch."""
+
+    def __init__(self, objects: list, event_ms: np.ndarray, offsets: np.ndarray) -> None:
+        self.objects = objects
+        self.event_ms = event_ms
+        self.offsets = offsets
+
+    @cached_property
+    def column(self) -> EventColumn | None:
+        """Numbers and strings as a column; None for other types (booleans, arrays), which are folded."""
+        try:
+            array = pa.array(self.objects)
+        except (pa.ArrowException, OverflowError):
+            return None
+        kind = array.type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_string(kind)
+                or pa.types.is_null(kind)):
+            return None
+        return EventColumn.from_arrow(array)
+
+    def grouped(self, order: np.ndarray) -> FieldGroups:
+        return FieldGroups(self, order)
+
+
+class FieldGroups:
+    """A field's values laid out group after group (`order` of the batch's events), so that each
+    group is a range [lo, hi): what an aggregation's `group_partials` reduces."""
+
+    def __init__(self, base: BatchField, order: np.ndarray) -> None:
+        self._base = base
+        self.order = order
+        self.event_ms = base.event_ms[order]
+        self.offsets = base.offsets[order]
+
+    @cached_property
+    def objects(self) -> list:
+        base = self._base.objects
+        return [base[i] for i in self.order.tolist()]
+
+    @cached_property
+    def column(self) -> EventColumn | None:
+        column = self._base.column
+        return None if column is None else column.take(self.order)
 
 
 def reduce_ranges(ufunc: np.ufunc, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, empty: Any) -> np.ndarray:

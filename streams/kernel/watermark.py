@@ -98,9 +98,9 @@ class Watermarks:
             row[0] = event_ms
         return row[0]
 
-    def count_aggregated(self, partition: int) -> None:
-        """One more event of this partition went into the states."""
-        self._row(partition)[2] += 1
+    def count_aggregated(self, partition: int, events: int = 1) -> None:
+        """More events of this partition went into the states."""
+        self._row(partition)[2] += events
 
     def dead_letters_reach(self, partition: int, next_offset: int) -> None:
         """This partition's dead letters now reach `next_offset` in the dead-letter topic."""

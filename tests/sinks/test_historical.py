@@ -18,9 +18,10 @@ import pytest
 
 from sinks.historical import OfflineReader
 from sinks.offline import OfflineStore
-from sinks.records import LoggedEvent
+from sinks.records import EventRows
 from streams.definitions import load_views
 from streams.errors import ConfigError, UnknownFeatureError
+from streams.kernel.engine import Event
 from tests.oracle import OEvent, close, value_at
 
 FEATURES = """
@@ -47,7 +48,9 @@ def store(tmp_path):
               for i in range(400)]
     writer = OfflineStore(tmp_path / "offline", view)
     for lo in range(0, len(events), 150):  # several batches, several files
-        writer.write([LoggedEvent(e.entity, e.t, BASE, 0, e.offset, e.values) for e in events[lo:lo + 150]])
+        chunk = events[lo:lo + 150]
+        writer.write(EventRows.of([Event(e.entity, e.t, e.values, 0, e.offset) for e in chunk], [BASE] * len(chunk),
+                                  ["amount", "merchant"]))
     return view, definitions, events, tmp_path
 
 
