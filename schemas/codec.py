@@ -67,13 +67,24 @@ def _describe(error: Any) -> str:
     return text.replace("\n", " ")
 
 
+def _millis_as_longs(schema: Any) -> Any:
+    """The schema with `timestamp-millis` read as the long it is on the wire: rillet wants epoch
+    milliseconds, and a datetime made by fastavro and turned back cost 6 of a record's 14 us."""
+    if isinstance(schema, dict):
+        return {k: _millis_as_longs(v) for k, v in schema.items()
+                if not (k == "logicalType" and v == "timestamp-millis")}
+    if isinstance(schema, list):
+        return [_millis_as_longs(v) for v in schema]
+    return schema
+
+
 class EventDecoder:
     """Turns wire-format bytes into validated `Event`s for one view; failures name a DLQ reason."""
 
     def __init__(self, view: FeatureView, store: SchemaStore) -> None:
         self.view = view
         self._store = store
-        self._reader = fastavro.parse_schema(view.schema_json)
+        self._reader = fastavro.parse_schema(_millis_as_longs(view.schema_json))
         self._reader_text = json.dumps(view.schema_json, sort_keys=True)
         self._writers: dict[int, tuple[Any, Any]] = {}  # schema id -> (writer, reader to resolve to, or None)
         self._fields = {f.field for f in view.features if f.field is not None}
@@ -89,7 +100,8 @@ class EventDecoder:
             except UnknownSchemaError as exc:
                 raise EventDecodeError("unknown_schema", str(exc)) from None
             same = json.dumps(raw, sort_keys=True) == self._reader_text
-            found = self._writers[schema_id] = (fastavro.parse_schema(raw), None if same else self._reader)
+            found = self._writers[schema_id] = (
+                fastavro.parse_schema(_millis_as_longs(raw)), None if same else self._reader)
         return found
 
     def decode(self, raw: bytes | None, timestamp_ms: int | None, partition: int, offset: int) -> Event:

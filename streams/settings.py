@@ -79,7 +79,7 @@ class Settings:
         8000, "RILLET_BATCH_SIZE", "Most events per worker batch: larger is faster under load, the wait bounds latency"
     )
     batch_wait_ms: int = _setting(
-        200, "RILLET_BATCH_WAIT_MS", "Longest wait to fill a batch"
+        200, "RILLET_BATCH_WAIT_MS", "Longest a fetch waits for events when there are none (bounds idle latency)"
     )
     state_sweep_ms: int = _setting(
         30_000, "RILLET_STATE_SWEEP_MS", "How often a worker drops window state no new event can reach"

@@ -23,7 +23,7 @@ from typing import Any
 import faust
 import redis
 from faust.sensors import Monitor
-from faust.types import EventT, Message
+from faust.types import Message
 
 from replay.versions import live_group
 from schemas.codec import EventDecoder
@@ -32,7 +32,7 @@ from sinks.offline import OfflineStore
 from sinks.online import OnlineStore
 from sinks.records import StateWrite
 from sinks.redis_client import connect_redis_async
-from streams import faults
+from streams import batch_transport, faults
 from streams.dead_letters import DeadLetterLog
 from streams.definitions import FeatureView
 from streams.kernel.engine import ViewEngine
@@ -41,7 +41,7 @@ from streams.kernel.watermark import PROGRESS_KEY_PREFIX, PartitionProgress, Wat
 from streams.metrics import WorkerMetrics
 from streams.offset_gaps import GapReader, OffsetGap, fill_gaps, find_gaps
 from streams.settings import Settings
-from streams.tansu import FAUST_GROUP_TIMING, recover_tables_to_the_true_end, shorten_faust_fetch_wait
+from streams.tansu import FAUST_GROUP_TIMING, recover_tables_to_the_true_end
 
 __all__ = ["build_app", "state_table_name"]
 
@@ -162,11 +162,19 @@ class ViewAgent:
         blobs = await self.redis.mget([self.online.key(e) for e in missing]) if missing else []
         self._from_redis = {e: b for e, b in zip(missing, blobs, strict=True) if b is not None}
 
-    async def handle(self, events: list[EventT]) -> None:
-        """One batch; never at the same time as a Redis restore (it writes states from the table)."""
-        async with self._lock:
-            await self._heal_redis()
-            await self._handle(events)
+    async def handle(self, messages: list[Message]) -> None:
+        """One batch of source records, as the batch transport fetched them; never at the same time
+        as a Redis restore (it writes states from the table). A batch that fails stops the process:
+        nothing of it was acknowledged, so a restart takes it again from the last commit."""
+        try:
+            async with self._lock:
+                await self._heal_redis()
+                await self._handle(messages)
+        except Exception as exc:
+            _log_json(logging.ERROR, event="batch_failed", view=self.view.name, error=f"{type(exc).__name__}: {exc}")
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(1)
 
     async def heal_redis(self) -> int:
         """Restore what Redis lost (a timer calls this, so a quiet worker heals too)."""
@@ -208,7 +216,7 @@ class ViewAgent:
         finally:
             client.close()
 
-    async def _handle(self, events: list[EventT]) -> None:
+    async def _handle(self, messages: list[Message]) -> None:
         started = time.perf_counter()
         if not await self._still_active():
             _log_json(logging.ERROR, event="version_retired", view=self.view.name, version=self.version,
@@ -224,10 +232,10 @@ class ViewAgent:
                 int(m.timestamp * 1000) if m.timestamp else None, m.key, m.value,
                 tuple(m.headers) if m.headers else (),
             )
-            for m in (e.message for e in events)
+            for m in messages
         ]
-        for i in faults.skipped("acknowledgement", len(events)):  # tests: Faust never sees these acks
-            events[i].message.acked = True
+        for i in faults.skipped("acknowledgement", len(messages)):  # tests: Faust never sees these acks
+            messages[i].acked = True
         lost = faults.skipped("delivered_record", len(records))  # tests: a delivery that drops records
         if lost:
             records = [r for i, r in enumerate(records) if i not in lost]
@@ -424,14 +432,15 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     extra: dict[str, Any] = {}
     if settings.is_tansu:
         extra.update(FAUST_GROUP_TIMING)
-        shorten_faust_fetch_wait(50)
         recover_tables_to_the_true_end(settings.bootstrap_servers)
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
+    consumers = [f"{batch_transport.SCHEME}://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     versions = resolve_versions(settings, views)
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)  # Faust refuses a missing data dir
     app = faust.App(
         live_group(settings.worker_group, versions),
         broker=brokers,
+        broker_consumer=consumers,  # the batch transport: view topics arrive a fetch at a time
         store="memory://",
         autodiscover=False,
         processing_guarantee="at_least_once",
@@ -459,10 +468,19 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
                   dlq_partitions=actual.get(view.dlq_topic))
         for view in views
     ]
-    wait_s = settings.batch_wait_ms / 1000
-
     for agent in agents:
-        _register_agent(app, agent, settings.batch_size, wait_s)
+        app.topics.add(agent.source)  # subscribed; its records go to the agent through the batch transport
+    app.rillet_batch_handlers = {agent.view.topic: agent.handle for agent in agents}  # type: ignore[attr-defined]
+    app.rillet_batch_size = settings.batch_size  # type: ignore[attr-defined]
+    # Tansu's fetch long-poll sleeps about half the wait even with records ready: keep it short there
+    wait_ms = min(settings.batch_wait_ms, 50) if settings.is_tansu else settings.batch_wait_ms
+    app.rillet_fetch_wait_ms = wait_ms  # type: ignore[attr-defined]
+
+    @app.task
+    async def hold_a_batch_of_changelog_records() -> None:
+        # Faust's producer buffer flushes every 100 messages by default; a batch writes
+        # up to one changelog record per entity, so let it hold a whole batch.
+        app.producer.buffer.max_messages = max(app.producer.buffer.max_messages, 2 * settings.batch_size)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -517,20 +535,3 @@ async def _commit_handled(app: faust.App, agents: list[ViewAgent]) -> None:
             offsets[tp] = last + 1
     if offsets:
         await consumer._commit_offsets(offsets)  # noqa: SLF001 - flushes the producer (changelog) first
-
-
-def _register_agent(app: faust.App, agent: ViewAgent, batch_size: int, wait_s: float) -> None:
-    async def consume(stream: Any) -> None:
-        # Faust's producer buffer flushes every 100 messages by default; a batch writes
-        # up to one changelog record per entity, so let it hold a whole batch.
-        app.producer.buffer.max_messages = max(app.producer.buffer.max_messages, 2 * batch_size)
-        async for events in stream.take_events(batch_size, within=wait_s):
-            try:
-                await agent.handle(list(events))
-            except Exception as exc:
-                _log_json(logging.ERROR, event="batch_failed", view=agent.view.name,
-                          error=f"{type(exc).__name__}: {exc}")
-                raise
-
-    consume.__name__ = f"view_{agent.view.name}"
-    app.agent(agent.source, name=f"rillet.{agent.view.name}")(consume)

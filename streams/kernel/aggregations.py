@@ -114,7 +114,7 @@ class Count:
 
 
 class Sum(_FoldMerge):
-    """Sum of the field; [sum, compensation] keeps float error at one rounding (Neumaier)."""
+    """Sum of the field: [sum, 0.0] for integers; for floats the exact sum as two doubles (`_exact_sum`)."""
 
     name = "sum"
     counts_nulls = False
@@ -124,19 +124,20 @@ class Sum(_FoldMerge):
         return [0, 0.0]
 
     def add(self, state: list, value: Any, event_ms: int, offset: int) -> list:
-        _neumaier_add(state, value)
-        return state
+        if type(value) is int and type(state[0]) is int:
+            state[0] += value
+            return state
+        return _exact_sum([state[0], state[1], value])
 
     def merge(self, older: list, newer: list) -> list:
-        out = [older[0], older[1]]
-        _neumaier_add(out, newer[0])
-        out[1] += newer[1]
-        return out
+        if type(older[0]) is int and type(newer[0]) is int:
+            return [older[0] + newer[0], 0.0]
+        return _exact_sum([*older, *newer])
 
     def combine(self, states: list) -> list:
-        if all(type(s[0]) is int and not s[1] for s in states):
+        if all(type(s[0]) is int for s in states):
             return [sum(s[0] for s in states), 0.0]
-        return [math.fsum([part for s in states for part in s]), 0.0]  # correctly rounded
+        return _exact_sum([part for s in states for part in s])
 
     def result(self, state: list) -> Any:
         return state[0] + state[1] if state[1] else state[0]
@@ -148,8 +149,30 @@ class Sum(_FoldMerge):
         column = values.column
         if column is None:
             return _fold_groups(self, values, lo, hi)
-        sums, counts = _range_sums(column, lo, hi).tolist(), column.valid_count(lo, hi).tolist()
-        return [[s, 0.0] if n else [0, 0.0] for s, n in zip(sums, counts, strict=True)]
+        if column.is_integer:
+            return [[s, 0.0] for s in _range_sums(column, lo, hi).tolist()]
+        return [_exact_sum(part) if part else [0, 0.0] for part in _valid_parts(values.objects, lo, hi)]
+
+
+SUM = Sum()
+
+
+def _valid_parts(objects: list, lo: np.ndarray, hi: np.ndarray) -> list[list]:
+    return [[v for v in objects[a:b] if v is not None] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+
+
+def _exact_sum(parts: list) -> list:
+    """[hi, lo]: the exact sum of `parts` as its correctly rounded value and the rounded rest.
+
+    Exact whenever the sum fits in two doubles (any history short of values some 2**50 apart
+    in size), so a partial sum is a function of the values it holds, not of the order or the
+    batches they came in: a replay in other batches, or in two processes, stores the same bytes.
+    """
+    try:
+        hi = math.fsum(parts)
+        return [hi, math.fsum([*parts, -hi]) if math.isfinite(hi) else 0.0]
+    except (OverflowError, ValueError):  # the sum overflows, or holds inf - inf
+        return [sum(float(p) for p in parts), 0.0]
 
 
 # Recursive summation errs by at most (n - 1) * eps * sum(|x|); where that bound could
@@ -172,19 +195,8 @@ def _range_sums(column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> np.ndarr
     return sums
 
 
-def _neumaier_add(state: list, value: Any) -> None:
-    total = state[0]
-    new = total + value
-    if isinstance(new, float):
-        if abs(total) >= abs(value):
-            state[1] += (total - new) + value
-        else:
-            state[1] += (value - new) + total
-    state[0] = new
-
-
 class Mean(_FoldMerge):
-    """Arithmetic mean: [n, sum, compensation]."""
+    """Arithmetic mean: [n, sum, rest], the sum kept as Sum keeps it."""
 
     name = "mean"
     counts_nulls = False
@@ -194,19 +206,13 @@ class Mean(_FoldMerge):
         return [0, 0, 0.0]
 
     def add(self, state: list, value: Any, event_ms: int, offset: int) -> list:
-        state[0] += 1
-        pair = [state[1], state[2]]
-        _neumaier_add(pair, value)
-        state[1], state[2] = pair
-        return state
+        return [state[0] + 1, *SUM.add([state[1], state[2]], value, event_ms, offset)]
 
     def merge(self, older: list, newer: list) -> list:
-        pair = [older[1], older[2]]
-        _neumaier_add(pair, newer[1])
-        return [older[0] + newer[0], pair[0], pair[1] + newer[2]]
+        return [older[0] + newer[0], *SUM.merge(older[1:], newer[1:])]
 
     def combine(self, states: list) -> list:
-        return [sum(s[0] for s in states), math.fsum([p for s in states for p in s[1:]]), 0.0]
+        return [sum(s[0] for s in states), *SUM.combine([s[1:] for s in states])]
 
     def result(self, state: list) -> float | None:
         if state[0] == 0:
@@ -222,8 +228,8 @@ class Mean(_FoldMerge):
         column = values.column
         if column is None:
             return _fold_groups(self, values, lo, hi)
-        sums, counts = _range_sums(column, lo, hi).tolist(), column.valid_count(lo, hi).tolist()
-        return [[n, s, 0.0] if n else [0, 0, 0.0] for s, n in zip(sums, counts, strict=True)]
+        sums = SUM.group_partials(values, lo, hi)
+        return [[n, *total] for n, total in zip(column.valid_count(lo, hi).tolist(), sums, strict=True)]
 
 
 class Min:
@@ -533,7 +539,7 @@ class CountDistinct:
 
 AGGREGATIONS: dict[str, Aggregation] = {
     agg.name: agg
-    for agg in (Count(), Sum(), Mean(), Min(), Max(), Last(), StdDev(), CountDistinct())
+    for agg in (Count(), SUM, Mean(), Min(), Max(), Last(), StdDev(), CountDistinct())
 }
 
 

@@ -203,3 +203,58 @@ def test_dead_letters_reach_the_topic_once_however_often_their_batch_runs(stack,
     assert json.loads(json.dumps(summary))["by_reason"] == {"late": 3, "future_event_time": 1, "bad_magic": 1}
     assert len({letter["source"] for letter in letters}) == len(letters) == 5
     assert_online_equals_oracle(settings, view, history + after)  # nothing after the far-future record was late
+
+
+def test_rebalances_mid_stream_lose_nothing_and_count_nothing_twice(stack, tmp_path):
+    """The batch transport under rebalances: a second worker joins while events keep coming, then the
+    first is SIGKILLed while it reads and the second takes its partitions, restoring their tables
+    from the changelog. Every value ends as the oracle's, and each event has one Parquet row."""
+    case = view_under_test(stack, tmp_path, FEATURES.replace("{partitions}", "4"), "rebalance",
+                           batch_size=100, batch_wait_ms=20)
+    name, view, features, settings = case.name, case.view, case.features, case.settings
+    base = 1_767_225_600_000
+    history = synthetic_payments(users=40, events=9000, start_ms=base, end_ms=base + 6 * 3_600_000, seed=17)
+    thirds = [history[:3000], history[3000:6000], history[6000:]]
+    ports = [free_port(), free_port()]
+
+    def read(port: int) -> int:
+        return worker_metric(port, "rillet_events_in_total")
+
+    def assigned(port: int) -> set[str]:
+        return {a for a in worker_health(port).get("assigned", []) if a.startswith(f"{name}:")}
+
+    producer = EventProducer(settings, view)
+    first = worker_process(settings, str(features), tmp_path, ports[0])
+    workers = [first]
+    try:
+        producer.send_many(thirds[0])
+        producer.flush()
+        wait_until(lambda: read(ports[0]) >= 500 or not first.alive(), timeout_s=120,
+                   what="the first worker to read events", interval_s=0.01)
+        second = worker_process(settings, str(features), tmp_path, ports[1])  # joins: a rebalance
+        workers.append(second)
+        producer.send_many(thirds[1])  # arriving while the group rebalances
+        producer.flush()
+        wait_until(lambda: (assigned(ports[1]) and assigned(ports[0])) or not second.alive() or not first.alive(),
+                   timeout_s=120, what="both workers to own partitions")
+        before = read(ports[0])
+        producer.send_many(thirds[2])
+        producer.flush()
+        wait_until(lambda: read(ports[0]) > before or not first.alive(), timeout_s=120,
+                   what="the first worker to read the last third", interval_s=0.005)
+        first.kill()  # while it reads: its partitions move to the second worker
+        wait_caught_up(settings, settings.worker_group, view.topic, producer.report.heads, timeout_s=180,
+                       alive=second.alive)
+    except StackError as exc:
+        pytest.fail(f"{exc}; the workers' logs end:\n" + "\n---\n".join(w.tail(40) for w in workers))
+    finally:
+        producer.close()
+        for worker in workers:
+            worker.stop()
+    total = len(history)
+    assert producer.report.sent == total
+
+    assert_online_equals_oracle(settings, view, history)
+    raw = pq.ParquetDataset(settings.offline_root / f"view={view.name}" / "version=1").read()
+    pairs = set(zip(raw["partition"].to_pylist(), raw["offset"].to_pylist(), strict=True))
+    assert raw.num_rows == total and len(pairs) == total
