@@ -26,7 +26,7 @@ from sinks.reads import FeatureReader
 from sinks.records import StateWrite
 from sinks.redis_client import connect_redis, connect_redis_async
 from streams.definitions import load_views
-from streams.kernel.engine import Event, ViewEngine
+from streams.kernel.engine import Event, EventBatch, ViewEngine
 from streams.settings import Settings
 from streams.stack import EmbeddedStack, free_port, port_open, wait_until
 
@@ -50,13 +50,13 @@ def timed(call, n: int) -> tuple[float, float]:
 def populate(settings: Settings, view, entities: int) -> None:
     engine, rng = ViewEngine(view), random.Random(1)
     now = int(time.time() * 1000)
-    writes = []
-    for e in range(entities):
-        state = None
-        for i in range(30):
-            t = now - 3_600_000 + i * 110_000 + rng.randrange(60_000)
-            state = engine.apply(state, Event(f"u{e}", t, {"amount": rng.uniform(1, 500)}, 0, i), t)
-        writes.append(StateWrite(f"u{e}", engine.encode(state), state.latest_ms))
+    events = [Event(f"u{e}", now - 3_600_000 + i * 110_000 + rng.randrange(60_000), {"amount": rng.uniform(1, 500)},
+                    0, e * 30 + i) for e in range(entities) for i in range(30)]
+    batch = EventBatch.of(events, engine.fields)
+    batch.watermarks[:] = batch.event_ms.max()
+    states: dict = {}
+    engine.apply_batch(states, batch)
+    writes = [StateWrite(entity, engine.encode(state), state.latest_ms) for entity, state in states.items()]
 
     async def write() -> None:
         client = connect_redis_async(settings)

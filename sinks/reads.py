@@ -196,17 +196,19 @@ class FeatureReader:
         rows = plan.entity_rows
         response = OnlineResponse(rows=[{} for _ in rows], event_timestamps=[{} for _ in rows])
         for (view_name, _keys), (version, blobs) in zip(plan.keys, fetched, strict=True):
-            engine, view = self.engine_for(view_name, version), self.views[view_name]
-            for i, blob in enumerate(blobs):
-                state = engine.decode(blob)
-                # "now" may trail an entity's latest event by clock skew: read it as of that event
-                values = engine.as_of(state, max(t_ms, state.latest_ms) if as_of is None and state else t_ms)
-                row = response.rows[i]
-                row[view.entity] = rows[i][view.entity]
-                stamp = None if engine.expired(state, t_ms) else state.latest_ms
-                for name in plan.wanted[view_name]:
-                    row[f"{view_name}:{name}"] = values.get(name)  # a feature the version lacks: null
-                    response.event_timestamps[i][f"{view_name}:{name}"] = stamp
+            engine, entity = self.engine_for(view_name, version), self.views[view_name].entity
+            states = [engine.decode(blob) for blob in blobs]
+            # "now" may trail an entity's latest event by clock skew: read it as of that event
+            times = [max(t_ms, s.latest_ms) if as_of is None and s else t_ms for s in states]
+            values = engine.as_of_many(states, times)  # every entity of the view at once
+            wanted = [(f"{view_name}:{name}", values.get(name)) for name in plan.wanted[view_name]]
+            for i, state in enumerate(states):
+                row, stamps = response.rows[i], response.event_timestamps[i]
+                row[entity] = rows[i][entity]
+                stamp = None if engine.expired(state, t_ms) else state.latest_ms  # type: ignore[union-attr]
+                for ref, column in wanted:
+                    row[ref] = None if column is None else column[i]  # a feature the version lacks: null
+                    stamps[ref] = stamp
         return response
 
     def get_online_features(self, features: list[str], entity_rows: list[dict[str, Any]],
