@@ -234,13 +234,18 @@ class Replay:
         writes = processor.state_writes(result)
         for w in writes:
             states[w.entity] = w.state
-        progress_key = VersionRegistry.progress_key(self.view.name, info.version)
-        with self.redis.pipeline(transaction=True) as pipe:
+        # States first, progress last: the progress is the commit point. Not one transaction, which
+        # a Redis Cluster refuses across slots: after a crash between the two, the batch is read
+        # again and every state already holds its events (each state keeps its last offset)
+        with self.redis.pipeline(transaction=False) as pipe:
             for w in writes:
                 pipe.set(online.key(w.entity), w.state, px=online.expire_ms)
-            progress = processor.watermarks.items()
-            pipe.hset(progress_key, mapping={str(p): entry.encode() for p, entry in progress})
+            pipe.execute()
+        progress = processor.watermarks.items()
+        with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(online.events_key, mapping=aggregated_counts(progress))
+            pipe.hset(VersionRegistry.progress_key(self.view.name, info.version),
+                      mapping={str(p): entry.encode() for p, entry in progress})
             pipe.execute()
 
     def load_progress(self, version: int) -> dict[int, PartitionProgress]:

@@ -2,8 +2,8 @@
 
 Redis layout, beside the online keys `rillet:{view}:v{n}:e:{entity}`:
 
-    rillet:{view}:versions        hash: version -> JSON record (below)
-    rillet:{view}:active          the active version's number
+    rillet:{{view}}:versions      hash: version -> JSON record (below)
+    rillet:{{view}}:active        the active version's number
     rillet:{view}:v{n}:progress   hash: partition -> "watermark,last offset,aggregated" (a replay's commit point)
     rillet:{view}:v{n}:events     hash: partition -> events aggregated (replay and live workers)
 
@@ -11,8 +11,13 @@ A record holds the definition's fingerprint, its state (`building`, `active`,
 `retired`), when it was created and switched, events processed, and the
 definition itself (`spec`), so that a reader holding another definition can
 still evaluate the active version's states. The switch is one MULTI/EXEC: the
-pointer and both records change together, and a reader reads the pointer and
-the states in one script (sinks.reads), so it sees one version or the other.
+pointer and both records change together (the braces are a hash tag: on a Redis
+Cluster both keys sit in one slot, so the transaction is allowed there). A reader
+reads the pointer and the states in one script on one server, or the pointer and
+then that version's states on a cluster (sinks.reads): either way it sees one
+version, never a mix. `gc` deletes a retired version only after a grace period
+past its retirement, longer than any read in flight that may still follow its
+pointer.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from streams.kernel.windows import Session, Sliding, Tumbling
 __all__ = ["VersionInfo", "VersionMismatchError", "VersionRegistry", "live_group", "view_from_spec", "view_spec"]
 
 BUILDING, ACTIVE, RETIRED = "building", "active", "retired"
+GC_GRACE_S = 60.0  # a retired version's states outlive any read that may still follow its old pointer
 
 
 class VersionMismatchError(RilletError, RuntimeError):
@@ -47,6 +53,7 @@ class VersionInfo:
     spec: dict[str, Any] = field(default_factory=dict)
     events: int = 0
     switched_ms: int | None = None
+    retired_ms: int | None = None
     replay: dict[str, Any] = field(default_factory=dict)  # how a replay built it: from, until, offsets
 
     def to_json(self) -> str:
@@ -98,11 +105,11 @@ class VersionRegistry:
 
     @staticmethod
     def versions_key(view: str) -> str:
-        return f"rillet:{view}:versions"
+        return f"rillet:{{{view}}}:versions"
 
     @staticmethod
     def active_key(view: str) -> str:
-        return f"rillet:{view}:active"
+        return f"rillet:{{{view}}}:active"
 
     @staticmethod
     def progress_key(view: str, version: int) -> str:
@@ -181,7 +188,7 @@ class VersionRegistry:
                     pipe.set(active_key, version)
                     pipe.hset(key, str(version), new.to_json())
                     if retired is not None and retired.version != version:
-                        retired.state = RETIRED
+                        retired.state, retired.retired_ms = RETIRED, _now_ms()
                         pipe.hset(key, str(retired.version), retired.to_json())
                     pipe.execute()
                     return int(old) if old else None
@@ -197,11 +204,15 @@ class VersionRegistry:
         self.redis.setnx(self.active_key(view.name), version)
         return missing
 
-    def gc(self, view: str) -> list[int]:
-        """Delete retired versions: their online keys, progress and records (not the active one)."""
+    def gc(self, view: str, grace_s: float = GC_GRACE_S) -> list[int]:
+        """Delete versions retired more than `grace_s` ago: their online keys, progress and records.
+
+        The grace covers reads in flight: on a cluster a read takes the pointer first and the
+        states after, so a read that took it just before a switch still reads the old states.
+        """
         removed = []
         for info in self.list(view):
-            if info.state != RETIRED:
+            if info.state != RETIRED or (info.retired_ms or 0) > _now_ms() - grace_s * 1000:
                 continue
             for batch in _batched(self.redis.scan_iter(f"rillet:{view}:v{info.version}:e:*", count=1000), 1000):
                 self.redis.unlink(*batch)

@@ -20,12 +20,12 @@ import os
 import time
 from typing import Any
 
-import redis
 import redis.asyncio as aredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from sinks.reads import FeatureReader
+from sinks.redis_client import REDIS_DOWN
 from streams.errors import UnknownFeatureError
 from streams.http_body import BodyError, read_json_body
 from streams.kernel.engine import AsOfTooEarlyError
@@ -132,7 +132,7 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
             response = reader.evaluate(plan, fetched, as_of)
         except AsOfTooEarlyError as exc:
             return reply({"error": "as_of_too_early", "message": str(exc)}, 422)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except REDIS_DOWN:
             return reply({"error": "unavailable", "message": "the online store does not answer"}, 503)
         known = {view: [blob is not None for blob in view_blobs]
                  for (view, _keys), (_version, view_blobs) in zip(plan.keys, fetched, strict=True)}
@@ -162,7 +162,7 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
     async def health(request: web.Request) -> web.Response:
         try:
             await client.ping()
-        except (redis.ConnectionError, redis.TimeoutError):
+        except REDIS_DOWN:
             return reply({"status": "unavailable", "online_store": "down", "pid": os.getpid()}, 503)
         return reply({"status": "ok", "views": sorted(reader.views), "pid": os.getpid()})
 

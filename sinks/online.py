@@ -15,10 +15,10 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-import redis
 import redis.asyncio as aredis
 
 from sinks.records import StateWrite
+from sinks.redis_client import REDIS_DOWN
 from streams.definitions import FeatureView
 from streams.kernel.watermark import PartitionProgress
 
@@ -126,7 +126,7 @@ class OnlineStore:
         while True:
             try:
                 return await attempt()
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            except REDIS_DOWN as exc:
                 log.warning(
                     '{"event": "redis_unavailable", "view": "%s", "retry_in_s": %.2f, "error": "%s"}',
                     self.view.name, delay, type(exc).__name__,

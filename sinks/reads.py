@@ -4,9 +4,12 @@ Values come from the stored window state evaluated `as_of` now (or an explicit
 time at or after the entity's latest event), so a sliding window decays
 between events exactly as semantics.md says.
 
-Reads follow each view's active-version pointer (replay.versions): one Lua
-script per view reads the pointer and that version's keys together, so a read
-during a replay's switch sees the old version or the new one, never a mix.
+Reads follow each view's active-version pointer (replay.versions): on one
+server, one Lua script per view reads the pointer and that version's keys
+together; on a Redis Cluster, where the states spread over slots no script can
+span, the pointers first and then that version's states (the retired version's
+states outlive any such read: `versions gc` waits a grace period). Either way a
+read during a replay's switch sees the old version or the new one, never a mix.
 A version built from another definition than the reader's is evaluated with
 that version's own definition, stored with it.
 """
@@ -21,6 +24,7 @@ import redis
 import redis.asyncio as aredis
 
 from sinks.online import online_key
+from sinks.redis_client import is_cluster, mget
 from streams.definitions import FeatureView
 from streams.errors import UnknownFeatureError
 from streams.kernel.engine import ViewEngine
@@ -141,12 +145,12 @@ class FeatureReader:
         return [VersionRegistry.active_key(view_name)], [f"rillet:{view_name}:v", *entities]
 
     def fetch(self, plan: ReadPlan) -> Fetched:
-        """The states of the plan's entities, each view's from one version: one round trip."""
-        if self.version is not None:
-            pipe = self.redis.pipeline(transaction=False)
-            for view_name, entities in plan.keys:
-                pipe.mget([online_key(view_name, self.version, e) for e in entities])
-            return [(self.version, blobs) for blobs in pipe.execute()]
+        """The states of the plan's entities, each view's from one version: one round trip (two on a
+        cluster: the pointers, then the states)."""
+        if self.version is not None or is_cluster(self.redis):
+            pointers = None if self.version is not None else mget(self.redis, self._pointer_keys(plan))
+            return [(version, [blob or None for blob in mget(self.redis, _state_keys(view, version, entities))])
+                    for (view, entities), version in zip(plan.keys, self._versions(plan, pointers), strict=True)]
         if len(plan.keys) == 1:
             keys, args = self._script_args(*plan.keys[0])
             return [_fetched(self._script(keys=keys, args=args))]
@@ -157,12 +161,14 @@ class FeatureReader:
         return [_fetched(reply) for reply in pipe.execute()]
 
     async def fetch_async(self, client: aredis.Redis, plan: ReadPlan) -> Fetched:
-        """`fetch` on an asyncio client (one pipelined round trip)."""
-        if self.version is not None:
-            async with client.pipeline(transaction=False) as pipe:
-                for view_name, entities in plan.keys:
-                    pipe.mget([online_key(view_name, self.version, e) for e in entities])
-                return [(self.version, blobs) for blobs in await pipe.execute()]
+        """`fetch` on an asyncio client (one pipelined round trip; two on a cluster)."""
+        if self.version is not None or is_cluster(client):
+            pointers = None if self.version is not None else await mget(client, self._pointer_keys(plan))
+            out = []
+            for (view, entities), version in zip(plan.keys, self._versions(plan, pointers), strict=True):
+                blobs = await mget(client, _state_keys(view, version, entities))
+                out.append((version, [blob or None for blob in blobs]))
+            return out
         script = self._async_scripts.get(id(client))
         if script is None:
             script = self._async_scripts[id(client)] = client.register_script(_READ_ACTIVE)
@@ -174,6 +180,18 @@ class FeatureReader:
                 keys, args = self._script_args(view_name, entities)
                 await script(keys=keys, args=args, client=pipe)
             return [_fetched(reply) for reply in await pipe.execute()]
+
+    @staticmethod
+    def _pointer_keys(plan: ReadPlan) -> list[str]:
+        from replay.versions import VersionRegistry
+
+        return [VersionRegistry.active_key(view) for view, _ in plan.keys]
+
+    def _versions(self, plan: ReadPlan, pointers: list | None) -> list[int]:
+        """Each view's version to read: the pinned one, or the active pointer's (1 before any)."""
+        if pointers is None:
+            return [self.version or 1] * len(plan.keys)
+        return [int(p) if p else 1 for p in pointers]
 
     def engine_for(self, view_name: str, version: int) -> ViewEngine:
         """The engine that evaluates a version's states: this reader's, or the one the version was built with."""
@@ -197,17 +215,16 @@ class FeatureReader:
         response = OnlineResponse(rows=[{} for _ in rows], event_timestamps=[{} for _ in rows])
         for (view_name, _keys), (version, blobs) in zip(plan.keys, fetched, strict=True):
             engine, entity = self.engine_for(view_name, version), self.views[view_name].entity
-            states = [engine.decode(blob) for blob in blobs]
-            # "now" may trail an entity's latest event by clock skew: read it as of that event
-            times = [max(t_ms, s.latest_ms) if as_of is None and s else t_ms for s in states]
-            values = engine.as_of_many(states, times)  # every entity of the view at once
-            wanted = [(f"{view_name}:{name}", values.get(name)) for name in plan.wanted[view_name]]
-            for i, state in enumerate(states):
+            wanted = [(f"{view_name}:{name}", name) for name in plan.wanted[view_name]]
+            for i, blob in enumerate(blobs):
+                state = engine.decode(blob)
+                # "now" may trail an entity's latest event by clock skew: read it as of that event
+                values = engine.as_of(state, max(t_ms, state.latest_ms) if as_of is None and state else t_ms)
                 row, stamps = response.rows[i], response.event_timestamps[i]
                 row[entity] = rows[i][entity]
                 stamp = None if engine.expired(state, t_ms) else state.latest_ms  # type: ignore[union-attr]
-                for ref, column in wanted:
-                    row[ref] = None if column is None else column[i]  # a feature the version lacks: null
+                for ref, name in wanted:
+                    row[ref] = values.get(name)  # a feature the version lacks: null
                     stamps[ref] = stamp
         return response
 
@@ -232,6 +249,10 @@ class FeatureReader:
         if not entity_rows:
             return OnlineResponse()
         return self.evaluate(plan, await self.fetch_async(client, plan), as_of)
+
+
+def _state_keys(view: str, version: int, entities: list[str]) -> list[str]:
+    return [online_key(view, version, e) for e in entities]
 
 
 def _fetched(reply: list) -> tuple[int, list[bytes | None]]:

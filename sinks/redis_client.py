@@ -1,13 +1,45 @@
-"""Redis connections from settings, with the password kept out of every message."""
+"""Redis connections from settings, with the password kept out of every message.
+
+`RILLET_REDIS_URL` names one server (`redis://`, `rediss://`, `unix://`) or a Redis
+Cluster (`redis+cluster://host:port,host:port`, `rediss+cluster://` for TLS): any of its
+nodes is enough to find the rest. On a cluster the client is redis-py's `RedisCluster`,
+and rillet never sends a command whose keys sit in different slots: a view's version
+records share one slot (a hash tag), entity states spread by entity, and reads of many
+states go through `mget`, which splits them by slot there.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
 import redis
 import redis.asyncio as aredis
+import redis.asyncio.cluster as acluster
+import redis.cluster as cluster
 
 from streams.settings import Settings
 
-__all__ = ["connect_redis", "connect_redis_async"]
+__all__ = ["REDIS_DOWN", "connect_redis", "connect_redis_async", "is_cluster", "mget"]
+
+#: What a Redis that does not answer raises: the server down or unreachable, or on a cluster, a
+#: node down (slots not served) until it comes back or a replica takes over.
+REDIS_DOWN: tuple[type[BaseException], ...] = (
+    redis.ConnectionError, redis.TimeoutError, OSError, redis.exceptions.ClusterDownError,
+    redis.exceptions.RedisClusterException, redis.exceptions.TryAgainError,
+)
+
+
+def is_cluster(url_or_client: Any) -> bool:
+    """True for a cluster URL or a cluster client."""
+    if isinstance(url_or_client, str):
+        return urlsplit(url_or_client).scheme in ("redis+cluster", "rediss+cluster")
+    return isinstance(url_or_client, cluster.RedisCluster | acluster.RedisCluster)
+
+
+def mget(client: Any, keys: list[str]) -> Any:
+    """MGET on one server; on a cluster, one MGET per slot (`mget_nonatomic`). A coroutine on async clients."""
+    return client.mget_nonatomic(keys) if is_cluster(client) else client.mget(keys)
 
 
 def _kwargs(settings: Settings) -> dict:
@@ -17,17 +49,40 @@ def _kwargs(settings: Settings) -> dict:
     return kwargs
 
 
-def connect_redis(settings: Settings) -> redis.Redis:
+def _cluster_args(settings: Settings) -> tuple[list[tuple[str, int]], dict]:
+    parts = urlsplit(settings.redis_url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    kwargs = _kwargs(settings)
+    if ":" in userinfo and "password" not in kwargs:
+        kwargs["password"] = unquote(userinfo.split(":", 1)[1])
+    if parts.scheme.startswith("rediss"):
+        kwargs["ssl"] = True
+    nodes = []
+    for host in hosts.split(","):
+        name, _, port = host.strip().rpartition(":")
+        nodes.append((name or "127.0.0.1", int(port or 6379)))
+    return nodes, kwargs
+
+
+def connect_redis(settings: Settings) -> redis.Redis | cluster.RedisCluster:
     """A blocking client for reads and tools."""
+    if is_cluster(settings.redis_url):
+        nodes, kwargs = _cluster_args(settings)
+        return cluster.RedisCluster(startup_nodes=[cluster.ClusterNode(h, p) for h, p in nodes], **kwargs)
     return redis.Redis.from_url(settings.redis_url, **_kwargs(settings))
 
 
-def connect_redis_async(settings: Settings, max_connections: int | None = None) -> aredis.Redis:
+def connect_redis_async(settings: Settings, max_connections: int | None = None) -> aredis.Redis | acluster.RedisCluster:
     """An asyncio client, so a slow Redis never blocks the event loop.
 
     With `max_connections`, a burst of concurrent requests waits for a free
     connection instead of opening one each (which a busy Redis answers late).
     """
+    if is_cluster(settings.redis_url):
+        nodes, kwargs = _cluster_args(settings)
+        if max_connections is not None:
+            kwargs["max_connections"] = max_connections
+        return acluster.RedisCluster(startup_nodes=[acluster.ClusterNode(h, p) for h, p in nodes], **kwargs)
     if max_connections is None:
         return aredis.Redis.from_url(settings.redis_url, **_kwargs(settings))
     pool = aredis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=max_connections, timeout=5,

@@ -81,6 +81,17 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _not_negative(text: str) -> float:
+    """An argparse type: a number of seconds, zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
 def _positive(kind: type) -> Any:
     """An argparse type: a number of `kind` above zero."""
     def parse(text: str) -> Any:
@@ -167,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     versions.add_argument("action", nargs="?", choices=["list", "gc"], default="list")
     versions.add_argument("--features", dest="sub_features", help="feature definitions file")
     versions.add_argument("--view", help="one view (default: every defined view)")
+    versions.add_argument("--grace", type=_not_negative, default=60.0, metavar="SECONDS",
+                          help="gc: only versions retired at least this long ago (reads in flight may still "
+                               "follow the old pointer; default 60)")
 
     restore = sub.add_parser("restore", help="write a view's states back to Redis from the workers' changelog "
                              "(after Redis lost data)")
@@ -418,7 +432,7 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
     registry = VersionRegistry(connect_redis(settings))
     for view in views:
         if args.action == "gc":
-            removed = registry.gc(view.name)
+            removed = registry.gc(view.name, grace_s=args.grace)
             for version in removed:
                 shutil.rmtree(settings.offline_root / f"view={view.name}" / f"version={version}", ignore_errors=True)
             print(json.dumps({"view": view.name, "removed": removed}))

@@ -21,12 +21,11 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 def redact_url(url: str) -> str:
     """The URL with any password replaced by '***', safe for logs and errors."""
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, hosts = parts.netloc.rpartition("@")  # hosts may be a list (a cluster's nodes)
+    if not at or ":" not in userinfo:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 def _setting(default: object, env: str, doc: str, *, secret: bool = False, secret_url: bool = False):
@@ -48,7 +47,8 @@ class Settings:
     )
     redis_url: str = _setting(
         "redis://127.0.0.1:6379/0", "RILLET_REDIS_URL",
-        "Online store; `rediss://` for TLS, password in the URL or RILLET_REDIS_PASSWORD", secret_url=True,
+        "Online store; `rediss://` for TLS, `redis+cluster://host:port,host:port` for a Redis Cluster; "
+        "password in the URL or RILLET_REDIS_PASSWORD", secret_url=True,
     )
     redis_password: str = _setting(
         "", "RILLET_REDIS_PASSWORD", "Redis password (never logged)", secret=True
@@ -116,9 +116,10 @@ class Settings:
         """Refuse values that would only fail later, deep inside a client."""
         if self.broker_flavor not in ("tansu", "kafka"):
             raise ConfigError(f"RILLET_BROKER_FLAVOR={self.broker_flavor!r}: use 'tansu' or 'kafka'")
-        if urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
+        if urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
             raise ConfigError(
-                f"RILLET_REDIS_URL={redact_url(self.redis_url)!r}: use redis://, rediss:// or unix://"
+                f"RILLET_REDIS_URL={redact_url(self.redis_url)!r}: use redis://, rediss://, unix://, "
+                "or redis+cluster://host:port,host:port for a Redis Cluster"
             )
         if self.partitions < 1:
             raise ConfigError(f"RILLET_PARTITIONS={self.partitions}: must be at least 1")

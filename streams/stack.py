@@ -132,9 +132,16 @@ def valkey_binary() -> str:
 
 
 def redis_answers(url: str, password: str = "") -> bool:
+    """True when the Redis at `url` (a cluster URL: its first node) answers a PING."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5,
-                                      password=password or None)
+        if urlsplit(url).scheme.endswith("+cluster"):
+            first = urlsplit(url).netloc.rpartition("@")[2].split(",")[0]
+            host, _, port = first.rpartition(":")
+            client = redis.Redis(host=host, port=int(port), socket_connect_timeout=0.5, socket_timeout=0.5,
+                                 password=password or None)
+        else:
+            client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5,
+                                          password=password or None)
         return bool(client.ping())
     except (redis.RedisError, OSError, ValueError):
         return False

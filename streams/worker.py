@@ -31,7 +31,7 @@ from schemas.store import SchemaStore
 from sinks.offline import OfflineStore
 from sinks.online import OnlineStore
 from sinks.records import StateWrite
-from sinks.redis_client import connect_redis_async
+from sinks.redis_client import REDIS_DOWN, connect_redis_async, mget
 from streams import batch_transport, faults
 from streams.dead_letters import DeadLetterLog
 from streams.definitions import FeatureView
@@ -139,7 +139,7 @@ class ViewAgent:
 
         try:
             active = await asyncio.wait_for(self.redis.get(VersionRegistry.active_key(self.view.name)), 1.0)
-        except (TimeoutError, redis.RedisError, OSError):
+        except (TimeoutError, redis.RedisError, *REDIS_DOWN):
             return True  # Redis is down: the sink writes wait and retry, and this check runs again next batch
         return active is None or int(active) == self.version
 
@@ -159,7 +159,7 @@ class ViewAgent:
     async def _prefetch_replayed(self, records: list[SourceRecord]) -> None:
         """States of a replayed version that this table does not hold yet, read from Redis in one MGET."""
         missing = sorted({r.key.decode() for r in records if r.key and r.key not in self.table.data})
-        blobs = await self.redis.mget([self.online.key(e) for e in missing]) if missing else []
+        blobs = await mget(self.redis, [self.online.key(e) for e in missing]) if missing else []
         self._from_redis = {e: b for e, b in zip(missing, blobs, strict=True) if b is not None}
 
     async def handle(self, messages: list[Message]) -> None:

@@ -50,6 +50,18 @@ class ContainerStack:
 
 @pytest.fixture(scope="session", params=["embedded", "containers"])
 def stack(request, tmp_path_factory):
+    """The running stack; "cluster" (tests marked tests.helpers.WITH_CLUSTER) is the embedded one with a three-master
+    Valkey cluster of its own for Redis."""
+    if request.param == "cluster":
+        from streams.redis_cluster import LocalRedisCluster
+
+        workdir = tmp_path_factory.mktemp("cluster-stack")
+        with LocalRedisCluster(3, workdir / "redis") as cluster:
+            settings = Settings.from_env({}, redis_url=cluster.url)
+            with EmbeddedStack(settings, broker_port=0, redis="external", workdir=workdir, registry=True) as running:
+                running.redis_cluster = cluster
+                yield running
+        return
     if request.param == "containers":
         problem = docker_engine_problem()
         if problem:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+import pytest
 from confluent_kafka import Consumer
 
 from schemas.store import canonical
@@ -180,3 +181,5 @@ def read_topic(settings, topic: str, total: int) -> list[tuple[int, int, bytes]]
     return sorted((m.partition(), m.offset(), m.value()) for m in consume(settings, topic, total))
 
 
+#: Runs a test that takes `stack` on a three-master Redis Cluster as well as on one Redis.
+WITH_CLUSTER = pytest.mark.parametrize("stack", ["embedded", "cluster", "containers"], indirect=True)

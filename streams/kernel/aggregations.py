@@ -23,7 +23,6 @@ import math
 from bisect import bisect_left
 from functools import lru_cache
 from hashlib import blake2b
-from itertools import pairwise
 from typing import Any, Protocol
 
 import numpy as np
@@ -47,10 +46,6 @@ class Aggregation(Protocol):
     def result(self, state: Any) -> Any: ...
     def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Results over the log ranges [lo, hi), as (values, present); absent results are null."""
-        ...
-    def combine_groups(self, states: list, starts: np.ndarray) -> list:
-        """`combine` of each group of partial states (groups start at `starts`, in order): many
-        entities' panes at once, for the online read."""
         ...
     def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
         """One partial state per group [lo, hi) of a batch's events: `initial()` folded with `add`.
@@ -79,15 +74,7 @@ def _fold_groups(agg: Aggregation, values: FieldGroups, lo: np.ndarray, hi: np.n
     return out
 
 
-class _Combining:
-    """`combine_groups` as `combine` per group; a group of one is its own partial."""
-
-    def combine_groups(self, states: list, starts: np.ndarray) -> list:
-        return [states[a] if b - a == 1 else self.combine(states[a:b])  # type: ignore[attr-defined]
-                for a, b in pairwise([*starts.tolist(), len(states)])]
-
-
-class _FoldMerge(_Combining):
+class _FoldMerge:
     """`combine` as a left fold of `merge`: right for every aggregation, fastest for none."""
 
     def combine(self, states: list) -> Any:
@@ -97,14 +84,11 @@ class _FoldMerge(_Combining):
         return out
 
 
-class Count(_Combining):
+class Count:
     """Number of events, nulls included."""
 
     def combine(self, states: list) -> int:
         return sum(states)
-
-    def combine_groups(self, states: list, starts: np.ndarray) -> list:
-        return np.add.reduceat(np.array(states, dtype=np.int64), starts).tolist()
 
     name = "count"
     counts_nulls = True
@@ -248,7 +232,7 @@ class Mean(_FoldMerge):
         return [[n, *total] for n, total in zip(column.valid_count(lo, hi).tolist(), sums, strict=True)]
 
 
-class Min(_Combining):
+class Min:
     """Smallest value; None while empty."""
 
     def combine(self, states: list) -> Any:
@@ -312,7 +296,7 @@ class Max(Min):
         return max(present) if present else None
 
 
-class Last(_Combining):
+class Last:
     """Value of the event with the greatest event time; ties go to the later offset.
 
     State: None or [event_ms, offset, value].
@@ -367,7 +351,7 @@ class Last(_Combining):
         return out
 
 
-class StdDev(_Combining):
+class StdDev:
     """Population standard deviation: [n, mean, M2], Welford's update and Chan's merge."""
 
     name = "stddev"
@@ -398,21 +382,16 @@ class StdDev(_Combining):
         return [n, mean, m2]
 
     def combine(self, states: list) -> list:
-        return self.combine_groups(states, np.zeros(1, dtype=np.int64))[0] if states else self.initial()
-
-    def combine_groups(self, states: list, starts: np.ndarray) -> list:
-        # the parallel form of Chan's merge over a whole group at once: the group's mean from the
-        # weighted means, then each part's M2 plus its mean's squared distance from it, weighted
-        parts = np.array(states, dtype=np.float64).reshape(len(states), 3)
-        n, mean, m2 = parts[:, 0], parts[:, 1], parts[:, 2]
-        total = np.add.reduceat(n, starts)
-        lengths = np.diff(np.append(starts, len(states)))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            group_mean = np.add.reduceat(n * mean, starts) / total
-        dev = np.where(n > 0, mean - np.repeat(group_mean, lengths), 0.0)
-        group_m2 = np.add.reduceat(m2 + n * dev * dev, starts)
-        return [[int(k), gm, g2] if k else [0, 0.0, 0.0]
-                for k, gm, g2 in zip(total.tolist(), group_mean.tolist(), group_m2.tolist(), strict=True)]
+        # the parallel form of Chan's merge over all the parts at once: the mean of the weighted
+        # means, then each part's M2 plus its mean's weighted squared distance from it (fsum: the
+        # same bits in whatever order the panes come)
+        parts = [s for s in states if s[0]]
+        if not parts:
+            return self.initial()
+        n = sum(p[0] for p in parts)
+        mean = math.fsum([p[0] * p[1] for p in parts]) / n
+        m2 = math.fsum([p[2] + p[0] * (p[1] - mean) * (p[1] - mean) for p in parts])
+        return [n, mean, m2]
 
     def result(self, state: list) -> float | None:
         if state[0] == 0:
@@ -504,7 +483,7 @@ def _hll_estimate(registers: bytes) -> int:
     return round(raw)
 
 
-class CountDistinct(_Combining):
+class CountDistinct:
     """Number of distinct values: exact below EXACT_LIMIT, HyperLogLog above.
 
     State: the sorted 64-bit hashes (exact) or HLL registers as bytes. Sorted, so the state

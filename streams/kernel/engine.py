@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 _FORMAT = 1
-_FEW = 4  # fewer entities than this are evaluated one by one: NumPy's per-call cost outweighs the gain
 
 
 class AsOfTooEarlyError(RilletError, ValueError):
@@ -387,100 +386,13 @@ class ViewEngine:
         return values
 
     def _merge_panes(self, state: EntityState, g: int, count: int, t_ms: int) -> list:
-        """The partials of the `count` panes ending with the one holding `t_ms`, combined per slot
-        (`combine`: the arithmetic `combine_groups` applies to each entity in `as_of_many`)."""
+        """The partials of the `count` panes ending with the one holding `t_ms`, combined per slot."""
         newest = t_ms // self.grid_steps[g]
         oldest = newest - count + 1
         panes = [pane for index, pane in state.grids[g].items() if oldest <= index <= newest]
         if len(panes) == 1:
             return panes[0]
         return [slot.agg.combine([pane[i] for pane in panes]) for i, slot in enumerate(self.grid_slots[g])]
-
-    def as_of_many(self, states: list[EntityState | None], times_ms: list[int]) -> dict[str, list]:
-        """Every feature's value for many entities at once, each at its own time: one column per value
-        name, one entry per state (None where missing or expired). Equal to `as_of` per entity.
-
-        Columnar like `apply_batch`: the panes each window reaches are gathered across all the
-        entities, and each aggregation combines every entity's panes at once (`combine_groups`,
-        the same arithmetic as the `combine` that `as_of` applies to one entity's panes).
-
-        Raises:
-            AsOfTooEarlyError: a time is before its entity's latest processed event.
-        """
-        n = len(states)
-        columns: dict[str, list] = {name: [None] * n for name in self.value_names}
-        live = [i for i in range(n) if not self.expired(states[i], times_ms[i])]
-        for i in live:
-            if times_ms[i] < states[i].latest_ms:  # type: ignore[union-attr]
-                raise AsOfTooEarlyError(
-                    f"as_of {times_ms[i]} is before the entity's latest event {states[i].latest_ms}; "  # type: ignore[union-attr]
-                    "online reads answer for times at or after it"
-                )
-        if len(live) < _FEW:
-            for i in live:
-                for name, value in self.as_of(states[i], times_ms[i]).items():
-                    columns[name][i] = value
-            return columns
-        for g in range(len(self.grid_steps)):
-            self._pane_values(g, states, times_ms, live, columns)
-        for out in self.outputs:
-            if out.kind == "session":
-                agg, column = self.session_slots[out.group][out.slot].agg, columns[out.name]
-                for i in live:
-                    column[i] = agg.result(states[i].sessions[out.group][-1][2][out.slot])  # type: ignore[union-attr]
-        for s, gap in enumerate(self.session_gaps):
-            starts, ends, active = (columns[name] for name in self.session_columns[3 * s:3 * s + 3])
-            for i in live:
-                start, end = states[i].sessions[s][-1][:2]  # type: ignore[union-attr]
-                starts[i], ends[i], active[i] = start, end, times_ms[i] - end <= gap
-        return columns
-
-    def _pane_values(self, g: int, states: list, times_ms: list[int], live: list[int],
-                     columns: dict[str, list]) -> None:
-        """The values of grid g's outputs: each window's panes gathered for every live entity, then each
-        slot's partials combined per entity."""
-        outputs = [o for o in self.outputs if o.kind == "pane" and o.group == g]
-        if not outputs:
-            return
-        step, widest = self.grid_steps[g], max(o.panes for o in outputs)
-        owner, distance, partials = [], [], []
-        for i in live:
-            newest = times_ms[i] // step
-            for index, pane in states[i].grids[g].items():
-                if 0 <= newest - index < widest:
-                    owner.append(i)
-                    distance.append(newest - index)
-                    partials.append(pane)
-        owners, distances = np.array(owner, dtype=np.int64), np.array(distance, dtype=np.int64)
-        windows: dict[int, tuple[list[int], np.ndarray, list[int]]] = {}  # panes -> (picked, starts, entities)
-        done: dict[tuple[int, int], list] = {}
-        for out in outputs:
-            key = (out.panes, out.slot)
-            values = done.get(key)
-            if values is None:
-                window = windows.get(out.panes)
-                if window is None:
-                    picked = np.flatnonzero(distances < out.panes)
-                    who = owners[picked]
-                    starts = np.flatnonzero(np.append(True, who[1:] != who[:-1])) if len(who) else picked
-                    window = windows[out.panes] = (picked.tolist(), starts, who[starts].tolist())
-                values = done[key] = self._combined(self.grid_slots[g][out.slot].agg, out.slot, window,
-                                                    partials, live)
-            column = columns[out.name]
-            for i, value in zip(live, values, strict=True):
-                column[i] = value
-
-    @staticmethod
-    def _combined(agg: Aggregation, slot: int, window: tuple[list[int], np.ndarray, list[int]],
-                  partials: list, live: list[int]) -> list:
-        """One slot's result per live entity over a window's panes (the empty result where it has none)."""
-        picked, starts, entities = window
-        by_entity = dict.fromkeys(live, agg.result(agg.initial()))
-        if picked:
-            combined = agg.combine_groups([partials[k][slot] for k in picked], starts)
-            for i, state in zip(entities, combined, strict=True):
-                by_entity[i] = agg.result(state)
-        return list(by_entity.values())
 
     # ------------------------------------------------------------ persistence
     def encode(self, state: EntityState) -> bytes:

@@ -177,11 +177,13 @@ class ViewProcessor:
         done = np.flatnonzero(applied)
         counts["duplicate"] += len(batch) - len(done)
         counts["aggregated"] += len(done)
+        # The progress counts every event past it, also those a state already held: they were applied
+        # by a batch whose progress record was lost in a crash, and their count with it
+        for partition, n in Counter(batch.partitions.tolist()).items():
+            self.watermarks.count_aggregated(partition, n)
         if not len(done):
             return
         partitions = batch.partitions[done].tolist()
-        for partition, n in Counter(partitions).items():
-            self.watermarks.count_aggregated(partition, n)
         entities = [batch.entities[i] for i in done.tolist()]
         for entity, partition in zip(entities, partitions, strict=True):  # the last event's partition stays
             held[entity] = (partition, states[entity])

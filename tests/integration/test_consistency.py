@@ -26,7 +26,7 @@ from streams.demo import worker_process
 from streams.lag import wait_caught_up
 from streams.producer import EventProducer
 from streams.stack import free_port
-from tests.helpers import decode_payment, read_topic, view_under_test
+from tests.helpers import WITH_CLUSTER, decode_payment, read_topic, view_under_test
 from tests.oracle import OEvent, close, late_mask, value_at
 
 pytestmark = pytest.mark.integration
@@ -76,6 +76,7 @@ def probe_times(rng: random.Random, times: list[int], ttl: int) -> list[int]:
     return sorted(out)
 
 
+@WITH_CLUSTER
 def test_online_equals_offline_point_in_time_equals_oracle(stack, tmp_path):
     case = view_under_test(stack, tmp_path, FEATURES, "cons", state_sweep_ms=0)
     view, settings = case.view, case.settings

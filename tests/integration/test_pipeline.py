@@ -24,7 +24,7 @@ from streams.demo import worker_process
 from streams.lag import wait_caught_up
 from streams.producer import EventProducer
 from streams.stack import free_port
-from tests.helpers import consume, decode_payment, read_topic, view_under_test
+from tests.helpers import WITH_CLUSTER, consume, decode_payment, read_topic, view_under_test
 from tests.oracle import OEvent, close, late_mask, value_at
 
 pytestmark = pytest.mark.integration
@@ -60,6 +60,7 @@ def make_history(seed: int = 3) -> list[dict]:
     return events
 
 
+@WITH_CLUSTER
 def test_worker_computes_exact_values_in_redis_and_parquet(stack, tmp_path):
     case = view_under_test(stack, tmp_path, FEATURES, "pay", state_sweep_ms=0)
     view, features_file, settings = case.view, case.features, case.settings

@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from replay.versions import VersionRegistry
+from sinks.offline import read_offline
 from sinks.redis_client import connect_redis
 from streams.demo import synthetic_payments, worker_process
 from streams.lag import committed_offsets, wait_caught_up
@@ -108,3 +109,41 @@ def test_a_redis_that_comes_back_empty_is_healed_from_the_table(stack, tmp_path)
         assert report["recreated_version_record"]  # Redis had lost it with the states
         assert VersionRegistry(connect_redis(settings)).active(view.name) == 1
         assert_online_equals_oracle(settings, view, history)
+
+
+@pytest.mark.parametrize("stack", ["cluster"], indirect=True)
+def test_a_cluster_master_killed_mid_stream_stalls_the_worker_and_loses_nothing(stack, tmp_path):
+    """One of the three masters is SIGKILLed while events arrive: the worker cannot write that node's
+    slots, so its batch waits and retries (no offset commits); the node is restarted (its append-only
+    file brings its keys and slots back, as persistence or a promoted replica would) and the worker
+    goes on. Every value equals the oracle, each event has one Parquet row."""
+    cluster = stack.redis_cluster
+    case = view_under_test(stack, tmp_path, FEATURES, "node", batch_size=100, batch_wait_ms=20)
+    view, settings = case.view, case.settings
+    base = 1_767_225_600_000
+    history = synthetic_payments(users=30, events=900, start_ms=base, end_ms=base + 3_600_000, seed=21)
+    worker = worker_process(settings, str(case.features), tmp_path, free_port())
+    try:
+        with EventProducer(settings, view) as producer:
+            producer.send_many(history[:450])
+        wait_caught_up(settings, settings.worker_group, view.topic, producer.report.heads, timeout_s=120,
+                       alive=worker.alive)
+        cluster.kill_node(1)  # a third of the slots now have no master
+        try:
+            with EventProducer(settings, view) as second:
+                second.send_many(history[450:])
+            stalled = committed_offsets(settings, settings.worker_group, view.topic, [0])[0]
+            wait_until(lambda: "redis_unavailable" in worker.tail(200), timeout_s=60,
+                       what="the worker to notice the node is gone")
+            assert committed_offsets(settings, settings.worker_group, view.topic, [0])[0] == stalled < len(history)
+            assert worker.alive()
+        finally:
+            cluster.start_node(1)
+            cluster.wait_ok()
+        wait_caught_up(settings, settings.worker_group, view.topic, {0: len(history)}, timeout_s=180,
+                       alive=worker.alive)
+    finally:
+        worker.stop()
+    assert_online_equals_oracle(settings, view, history)
+    rows = read_offline(settings.offline_root, view.name)
+    assert rows.num_rows == len(history)

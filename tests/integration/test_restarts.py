@@ -23,7 +23,7 @@ from streams.lag import committed_offsets, wait_caught_up
 from streams.probe import worker_health, worker_metric
 from streams.producer import EventProducer
 from streams.stack import free_port, wait_until
-from tests.helpers import assert_online_equals_oracle, view_under_test
+from tests.helpers import WITH_CLUSTER, assert_online_equals_oracle, view_under_test
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +36,7 @@ from streams import Feature, FeatureView, Session, Sliding, Tumbling
 """
 
 
+@WITH_CLUSTER
 def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(stack, tmp_path):
     case = view_under_test(stack, tmp_path, FEATURES.replace("{partitions}", "3"), "kill",
                            batch_size=100, batch_wait_ms=20)

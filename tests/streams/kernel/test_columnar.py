@@ -88,37 +88,3 @@ def test_a_batch_of_many_equals_batches_of_one(raw, grace, cuts, redelivered):
         for t in (b.latest_ms, b.latest_ms + 999, b.latest_ms + 5000):
             assert same(engine.as_of(a, t), engine.as_of(b, t))
 
-
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    raw=st.lists(event_st, min_size=1, max_size=60),
-    ttl=st.sampled_from([2500, 100_000]),
-    offsets=st.lists(st.integers(0, 4000), min_size=1, max_size=4),
-)
-def test_many_entities_at_once_equal_one_at_a_time(raw, ttl, offsets):
-    """`as_of_many` (the online read's columnar evaluation) gives exactly `as_of`'s values for every
-    entity, each at its own time, missing and expired entities included."""
-    import streams.kernel.engine as engine_module
-
-    few, engine_module._FEW = engine_module._FEW, 0  # the columnar form even for one entity
-    try:
-        check_many_against_one(raw, ttl, offsets)
-    finally:
-        engine_module._FEW = few
-
-
-def check_many_against_one(raw, ttl, offsets):
-    view = make_view(0, ttl)
-    store = MemorySchemaStore()
-    encoder = EventEncoder(view, store)
-    records = [SourceRecord("t", 0, i, None, ent.encode(),
-                            encoder.encode({"entity": ent, "x": x, "tag": tag, "ts": t}))
-               for i, (ent, t, x, tag) in enumerate(raw)]
-    engine, states, _, _ = run(view, records, [0, len(records)])
-    chosen = sorted(states) * 2 + ["never-seen"]
-    held = [states.get(e) for e in chosen]
-    times = [(s.latest_ms if s else 0) + offsets[i % len(offsets)] for i, s in enumerate(held)]
-    columns = engine.as_of_many(held, times)
-    for i, (state, t) in enumerate(zip(held, times, strict=True)):
-        one = engine.as_of(state, t)
-        assert {name: column[i] for name, column in columns.items()} == one, (chosen[i], t)
