@@ -24,9 +24,10 @@ from pathlib import Path
 from sinks.online import OnlineStore
 from sinks.reads import FeatureReader
 from sinks.records import StateWrite
-from sinks.redis_client import connect_redis, connect_redis_async
+from sinks.redis_client import connect_redis, connect_redis_async, mget
 from streams.definitions import load_views
 from streams.kernel.engine import Event, EventBatch, ViewEngine
+from streams.redis_cluster import LocalRedisCluster
 from streams.settings import Settings
 from streams.stack import EmbeddedStack, free_port, port_open, wait_until
 
@@ -68,6 +69,32 @@ def populate(settings: Settings, view, entities: int) -> None:
     asyncio.run(write())
 
 
+def read_latencies(settings: Settings, view, entities: int, reads: int, where: str) -> dict[str, tuple]:
+    """p50/p99 of rillet's reads and raw redis-py reads of the same keys, 1 and 100 entities at a time."""
+    client = connect_redis(settings)
+    reader = FeatureReader([view], client)
+    store = OnlineStore(view)
+    refs = [f"{view.name}:{f.name}" for f in view.features]
+    rng = random.Random(2)
+    one = [f"u{rng.randrange(entities)}" for _ in range(reads)]
+    it1, it2, it100, it100b = iter(one), iter(one), iter(range(10**9)), iter(range(10**9))
+
+    def batch(i: int) -> list[str]:
+        return [f"u{(i * 100 + j) % entities}" for j in range(100)]
+
+    rows = {
+        f"raw redis-py GET, 1 entity{where}": timed(lambda: client.get(store.key(next(it1))), reads),
+        f"rillet get_online_features, 1 entity x 20{where}": timed(
+            lambda: reader.get_online_features(refs, [{"user_id": next(it2)}]), reads),
+        f"raw redis-py MGET, 100 entities{where}": timed(
+            lambda: mget(client, [store.key(e) for e in batch(next(it100))]), reads // 10),
+        f"rillet get_online_features, 100 entities x 20{where}": timed(
+            lambda: reader.get_online_features(refs, [{"user_id": e} for e in batch(next(it100b))]), reads // 10),
+    }
+    client.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entities", type=int, default=10_000)
@@ -82,27 +109,12 @@ def main() -> None:
     with EmbeddedStack(Settings.from_env(), broker_port=0, redis="embedded", workdir=workdir / "stack") as stack:
         settings = stack.settings
         populate(settings, view, args.entities)
-        client = connect_redis(settings)
-        reader = FeatureReader([view], client)
-        store = OnlineStore(view)
+        rows = read_latencies(settings, view, args.entities, args.reads, "")
+        with LocalRedisCluster(3, workdir / "cluster") as cluster:
+            on_cluster = settings.with_(redis_url=cluster.url)
+            populate(on_cluster, view, args.entities)
+            rows.update(read_latencies(on_cluster, view, args.entities, args.reads, " (cluster)"))
         refs = [f"{view.name}:{f.name}" for f in view.features]
-        rng = random.Random(2)
-        one = [f"u{rng.randrange(args.entities)}" for _ in range(args.reads)]
-        it1, it2, it100, it100b = iter(one), iter(one), iter(range(10**9)), iter(range(10**9))
-
-        def batch(i: int) -> list[str]:
-            return [f"u{(i * 100 + j) % args.entities}" for j in range(100)]
-
-        rows = {
-            "raw redis-py GET, 1 entity": timed(lambda: client.get(store.key(next(it1))), args.reads),
-            "rillet get_online_features, 1 entity x 20": timed(
-                lambda: reader.get_online_features(refs, [{"user_id": next(it2)}]), args.reads),
-            "raw redis-py MGET, 100 entities": timed(
-                lambda: client.mget([store.key(e) for e in batch(next(it100))]), args.reads // 10),
-            "rillet get_online_features, 100 entities x 20": timed(
-                lambda: reader.get_online_features(refs, [{"user_id": e} for e in batch(next(it100b))]),
-                args.reads // 10),
-        }
 
         port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", "--features",
@@ -131,13 +143,17 @@ def main() -> None:
 
     print(f"\nonline reads ({args.entities:,} entities in Redis, this machine: {os.cpu_count()} cores)")
     for label, (p50, p99) in rows.items():
-        print(f"  {label:<48} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms")
+        print(f"  {label:<58} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms")
     one_p99 = rows["rillet get_online_features, 1 entity x 20"][1]
     raw_p99 = rows["raw redis-py GET, 1 entity"][1]
     hundred_p99 = rows["rillet get_online_features, 100 entities x 20"][1]
     raw100_p99 = rows["raw redis-py MGET, 100 entities"][1]
     print(f"  ratio 1 entity p99 / raw: {one_p99 / raw_p99:.2f} (target <= 1.5; absolute target <= 1 ms)")
     print(f"  ratio 100 entities p99 / raw: {hundred_p99 / raw100_p99:.2f}")
+    cluster_one = rows["rillet get_online_features, 1 entity x 20 (cluster)"][1]
+    cluster_hundred = rows["rillet get_online_features, 100 entities x 20 (cluster)"][1]
+    print(f"  cluster / one node, p99: 1 entity {cluster_one / one_p99:.2f}, 100 entities "
+          f"{cluster_hundred / hundred_p99:.2f} (the cluster reads the version pointer first: one more round trip)")
     print(f"  HTTP {http['achieved_rps']:.0f} rps achieved, {http['errors']} errors: p50 {http['p50_ms']:.2f} ms, "
           f"p99 {http['p99_ms']:.2f} ms seen by the client (target p99 <= 5 ms at 1,000 rps)")
     print(f"  HTTP p99 inside the server (its histogram, bucket bound): <= {server_p99 * 1000:.1f} ms; "

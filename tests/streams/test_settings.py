@@ -40,3 +40,16 @@ def test_every_setting_has_a_variable_and_a_doc():
     assert len(names) == len(set(names))
     assert all(name.startswith("RILLET_") for name in names)
     assert all(doc for _, _, doc in ENV_VARS)
+
+
+def test_a_cluster_url_is_accepted_and_its_password_never_shown():
+    from sinks.redis_client import _cluster_args, is_cluster
+
+    url = "redis+cluster://:s3cret@10.0.0.1:7000,10.0.0.2:7001,node-c:7002"
+    settings = Settings.from_env({"RILLET_REDIS_URL": url})
+    assert is_cluster(settings.redis_url)
+    assert "s3cret" not in redact_url(url) and redact_url(url).endswith("@10.0.0.1:7000,10.0.0.2:7001,node-c:7002")
+    nodes, kwargs = _cluster_args(settings)
+    assert nodes == [("10.0.0.1", 7000), ("10.0.0.2", 7001), ("node-c", 7002)]
+    assert kwargs["password"] == "s3cret" and "ssl" not in kwargs
+    assert _cluster_args(Settings.from_env({"RILLET_REDIS_URL": "rediss+cluster://h:1"}))[1]["ssl"] is True
