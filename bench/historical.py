@@ -86,6 +86,28 @@ def run_rillet(root: Path, entity_rows: pa.Table) -> tuple[float, pa.Table]:
     return time.perf_counter() - started, joined
 
 
+def run_rillet_dask(root: Path, entity_rows: pa.Table, workers: int, expected: pa.Table) -> tuple[float, float]:
+    """The same join on a local Dask cluster of `workers` processes; returns (seconds, peak RSS per worker, MB)."""
+    import logging
+    import resource
+
+    from distributed import Client, LocalCluster
+
+    [view] = load_views(EXAMPLE)
+    reader = OfflineReader([view], root)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.WARNING) as local, Client(local) as client:
+        started = time.perf_counter()
+        with Progress(f"rillet join, dask x{workers}", entity_rows.num_rows, "rows") as progress:
+            joined = reader.get_historical_features(entity_rows, ["payments:*"], cluster=client,
+                                                    on_progress=lambda done, total: progress.update(done, total=total))
+        elapsed = time.perf_counter() - started
+        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    if not joined.equals(expected):
+        raise AssertionError("the Dask join differs from the in-process join")
+    return elapsed, max(peaks.values()) / 1024
+
+
 def run_duckdb(root: Path, entity_rows: pa.Table) -> float | None:
     """DuckDB's plain ASOF JOIN on the same files: the latest amount and merchant at or before each row's
     time (no windows, no ttl): the floor a columnar engine sets for reading and matching these rows."""
@@ -153,6 +175,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rillet point-in-time join: {args.rows:,} entity rows x {args.events:,} events, 12 features + "
               f"session columns: {rillet_s:.2f} s ({args.rows / rillet_s:,.0f} rows/s; "
               f"{live:,} rows with a live entity)")
+        try:
+            dask = {w: run_rillet_dask(root / "offline", entity_rows, w, joined) for w in (1, 2)}
+        except ImportError as exc:
+            print(f"  dask: skipped ({exc}); pip install 'rillet[dask]' to compare")
+        else:
+            for w, (seconds, peak_mb) in dask.items():
+                print(f"rillet join on dask, {w} worker(s): {seconds:.2f} s, equal to in-process; peak RSS per "
+                      f"worker {peak_mb:,.0f} MB")
+            print(f"dask 2 workers / 1: {dask[1][0] / dask[2][0]:.2f}x (target >= 1.7); in-process / dask x2: "
+                  f"{rillet_s / dask[2][0]:.2f}")
         duck_s = run_duckdb(root / "offline", entity_rows)
         if duck_s is not None:
             print(f"duckdb ASOF JOIN (latest amount and merchant, no windows): {duck_s:.2f} s; "

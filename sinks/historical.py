@@ -26,7 +26,7 @@ from streams.kernel.engine import ViewEngine
 from streams.kernel.point_in_time import EventLog, epoch_ms, evaluate_at
 from streams.timeutil import iso_to_ms
 
-__all__ = ["TIMESTAMP_COLUMN", "OfflineReader", "read_entity_file"]
+__all__ = ["TIMESTAMP_COLUMN", "OfflineReader", "empty_log", "evaluate_rows", "read_entity_file"]
 
 TIMESTAMP_COLUMN = "event_timestamp"
 _TS = pa.timestamp("ms", tz="UTC")
@@ -53,14 +53,14 @@ class OfflineReader:
         if cached and cached[0] == table.num_rows:
             return cached[1]
         if table.num_rows == 0:
-            table = pa.table({name: pa.array([], type) for name, type in _empty_log_types(view)})
+            table = empty_log(view)
         log = EventLog.from_table(table, source_fields(view))
         self._logs[view_name] = (table.num_rows, log)
         return log
 
     def get_historical_features(self, entity_df: Any, features: list[str], *,
                                 full_feature_names: bool = False, on_progress: Progress | None = None,
-                                chunk_rows: int = 250_000) -> Any:
+                                chunk_rows: int = 250_000, cluster: Any = None, partitions: int | None = None) -> Any:
         """`entity_df` with one column per feature: its value at each row's `event_timestamp`.
 
         Args:
@@ -69,6 +69,11 @@ class OfflineReader:
             features: `view:feature` references (`view:*` for all of a view).
             full_feature_names: name columns `view__feature` (default: `feature`).
             on_progress: called with (rows done, rows in all) as the join goes.
+            cluster: a Dask `distributed.Client` (or a scheduler address): the join runs on its
+                workers, the entity rows and the event log split by a hash of the entity
+                (`sinks.distributed_join`); the offline store must be where every worker reads
+                it. None: in this process. Same rows, values and order either way.
+            partitions: how many entity partitions the Dask join makes (default: 2 per worker).
 
         Returns the same kind of table as given, rows in their original order.
         """
@@ -84,32 +89,71 @@ class OfflineReader:
             raise ConfigError(f"entity_df.{TIMESTAMP_COLUMN} has {stamps.null_count} null(s); every row needs a time")
         t_ms = epoch_ms(stamps)
         total = table.num_rows * len(wanted)
-        done = 0
+        done = [0]
+
+        def advance(rows: int) -> None:
+            done[0] += rows
+            if on_progress:
+                on_progress(done[0], total)
+
         out = table
         for view_name, names in wanted.items():
             view, engine = self.views[view_name], self.engines[view_name]
             if view.entity not in table.column_names:
                 raise UnknownFeatureError(f"entity_df has no {view.entity!r} column (needed by view {view_name})")
-            log = self.event_log(view_name)
-            codes = log.codes_of(table[view.entity])
-            order = np.lexsort((t_ms, codes))
-            parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in names}
-            for lo in range(0, len(order), chunk_rows):
-                chunk = order[lo:lo + chunk_rows]
-                for name, pair in evaluate_at(engine, log, codes[chunk], t_ms[chunk], names).items():
-                    parts[name].append(pair)
-                done += len(chunk)
-                if on_progress:
-                    on_progress(done, total)
-            back = np.empty_like(order)
-            back[order] = np.arange(len(order))
+            if cluster is None:
+                found = evaluate_rows(view, self.event_log(view_name), table[view.entity], t_ms, names,
+                                      chunk_rows=chunk_rows, on_chunk=advance)
+            else:
+                from sinks.distributed_join import dask_evaluate_rows
+
+                found = dask_evaluate_rows(cluster, view, self.offline_files(view_name), table[view.entity], t_ms,
+                                           names, partitions=partitions, on_chunk=advance)
             for name in names:
-                column = _column(view, engine, name, parts[name], back)
+                column = _column(view, engine, name, found[name])
                 label = f"{view_name}__{name}" if full_feature_names else name
                 if label in out.column_names:
                     raise ConfigError(f"column {label!r} would appear twice; pass full_feature_names=True")
                 out = out.append_column(label, column)
         return out.to_pandas() if as_pandas else out
+
+    def offline_files(self, view_name: str) -> list[str]:
+        """The view version's Parquet files, as paths every worker of a cluster can open (shared storage)."""
+        import pyarrow.dataset as ds
+
+        base = self.root / f"view={view_name}" / f"version={self.version}"
+        if not base.is_dir():
+            return []
+        return sorted(ds.dataset(base, format="parquet", partitioning="hive").files)
+
+
+def evaluate_rows(view: FeatureView, log: EventLog, entities: pa.Array | pa.ChunkedArray, t_ms: np.ndarray,
+                  names: list[str], *, chunk_rows: int = 250_000,
+                  on_chunk: Callable[[int], None] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each feature's (values, present) at each row's time, in the rows' order, from `log`.
+
+    `log` must hold every event of the rows' entities (it may hold others): the whole
+    view's log in process, or one partition's share of it on a Dask worker. Free of
+    any distribution engine, so any of them can run it per partition.
+    """
+    engine = ViewEngine(view)
+    codes = log.codes_of(entities)
+    order = np.lexsort((t_ms, codes))
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in names}
+    for lo in range(0, len(order), chunk_rows):
+        chunk = order[lo:lo + chunk_rows]
+        for name, pair in evaluate_at(engine, log, codes[chunk], t_ms[chunk], names).items():
+            parts[name].append(pair)
+        if on_chunk:
+            on_chunk(len(chunk))
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    out = {}
+    for name in names:
+        values = np.concatenate([v for v, _ in parts[name]])[back] if parts[name] else np.array([])
+        present = np.concatenate([p for _, p in parts[name]])[back] if parts[name] else np.array([], dtype=bool)
+        out[name] = (values, present)
+    return out
 
 
 def read_entity_file(path: str | Path) -> pa.Table:
@@ -170,11 +214,9 @@ def _as_arrow(entity_df: Any) -> tuple[pa.Table, bool]:
     raise ConfigError(f"entity_df must be a pyarrow Table or a pandas DataFrame, not {type(entity_df).__name__}")
 
 
-def _column(view: FeatureView, engine: ViewEngine, name: str, parts: list[tuple[np.ndarray, np.ndarray]],
-            back: np.ndarray) -> pa.Array:
-    """One output column in the caller's row order, null where absent, typed from the definition."""
-    values = np.concatenate([v for v, _ in parts])[back] if parts else np.array([])
-    present = np.concatenate([p for _, p in parts])[back] if parts else np.array([], dtype=bool)
+def _column(view: FeatureView, engine: ViewEngine, name: str, found: tuple[np.ndarray, np.ndarray]) -> pa.Array:
+    """One output column, null where absent, typed from the definition."""
+    values, present = found
     kind = _value_type(view, engine, name)
     if not present.any():  # nothing known of these entities (an empty store): nulls of the feature's type
         return pa.nulls(len(present), type=kind)
@@ -194,6 +236,11 @@ def _value_type(view: FeatureView, engine: ViewEngine, name: str) -> pa.DataType
     if feature.aggregation in ("mean", "stddev"):
         return pa.float64()
     return field_type(view, feature.field)
+
+
+def empty_log(view: FeatureView) -> pa.Table:
+    """A view's event log with no events, typed as the offline store types it."""
+    return pa.table({name: pa.array([], type) for name, type in _empty_log_types(view)})
 
 
 def _empty_log_types(view: FeatureView) -> list[tuple[str, pa.DataType]]:

@@ -7,6 +7,7 @@ non-zero (2 for usage, 1 for runtime); tracebacks are for bugs only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -15,9 +16,10 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
-from streams.errors import ConfigError, NaiveTimeError, RilletError
+from streams.errors import ConfigError, NaiveTimeError, RilletError, StackError
 from streams.kafka_log import client_config
 from streams.progress import Progress
 from streams.settings import Settings, redact_url
@@ -157,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
                             help="view:feature or view:* (comma-separated, repeatable)")
     historical.add_argument("--out", required=True, help="Parquet file to write")
     historical.add_argument("--full-feature-names", action="store_true", help="name columns view__feature")
+    historical.add_argument("--dask", metavar="ADDRESS", help="run the join on this Dask scheduler's workers "
+                            "(tcp://host:8786); the offline store must be on storage they all read")
+    historical.add_argument("--workers", type=_positive(int), metavar="N",
+                            help="run the join on a local Dask cluster of N worker processes")
 
     replay = sub.add_parser("replay", help="recompute a view from its topic into a new version, then switch to it")
     replay.add_argument("--features", dest="sub_features", help="feature definitions file")
@@ -371,13 +377,40 @@ def cmd_historical(args: argparse.Namespace, settings: Settings) -> int:
     entities = read_entity_file(args.entities)
     started = time.monotonic()
     reader = OfflineReader(views, settings.offline_root)
-    with Progress("historical", entities.num_rows, "rows") as progress:
+    with _dask_cluster(args) as cluster, Progress("historical", entities.num_rows, "rows") as progress:
         joined = reader.get_historical_features(entities, refs, full_feature_names=args.full_feature_names,
-                                                on_progress=lambda done, total: progress.update(done, total=total))
+                                                on_progress=lambda done, total: progress.update(done, total=total),
+                                                cluster=cluster)
     pq.write_table(joined, args.out)
     print(f"{joined.num_rows:,} rows x {joined.num_columns - entities.num_columns} features -> {args.out} "
           f"in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def _dask_cluster(args: argparse.Namespace) -> Iterator[Any]:
+    """The Dask client `historical` joins on: a scheduler's (--dask), a local cluster's (--workers), or None."""
+    if not args.dask and not args.workers:
+        yield None
+        return
+    if args.dask and args.workers:
+        raise ConfigError("give --dask (a running scheduler) or --workers (a local cluster), not both")
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("--dask and --workers need Dask: pip install 'rillet[dask]'") from None
+    if args.dask:
+        try:
+            client = Client(args.dask, timeout="10s")
+        except OSError as exc:
+            raise StackError(f"no Dask scheduler answers at {args.dask}: {exc}") from None
+        with client:
+            yield client
+        return
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # Dask's per-worker INFO lines are not news here
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.WARNING) as local, Client(local) as client:
+        yield client
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:

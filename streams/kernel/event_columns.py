@@ -169,23 +169,19 @@ def reduce_ranges(ufunc: np.ufunc, x: np.ndarray, lo: np.ndarray, hi: np.ndarray
 
     One `reduceat` over interleaved bounds; the in-between slices it also
     reduces cost O(len(x)) in all when the ranges come sorted, as the join
-    sorts them. `reduceat` takes no bound equal to len(x), so ranges that run
-    to the end of the log (the last entity's) are read from suffix reductions.
+    sorts them. `reduceat` takes no bound equal to len(x), so it reads a copy
+    with one neutral element appended: every range is reduced the same way
+    wherever it lies in the log, so a join of a share of the entities (a Dask
+    partition) gives the same bits as the whole.
     """
     out = np.full(len(lo), empty, dtype=x.dtype)
-    n = len(x)
-    nonempty = hi > lo
-    inner = np.flatnonzero(nonempty & (hi < n))
+    inner = np.flatnonzero(hi > lo)
     if len(inner):
         bounds = np.empty(2 * len(inner), dtype=np.intp)
         bounds[0::2] = lo[inner]
         bounds[1::2] = hi[inner]
-        out[inner] = ufunc.reduceat(x, bounds)[0::2]
-    tail = np.flatnonzero(nonempty & (hi >= n))
-    if len(tail):
-        start = int(lo[tail].min())
-        suffix = ufunc.accumulate(x[start:][::-1])[::-1]
-        out[tail] = suffix[lo[tail] - start]
+        padded = np.append(x, np.array([empty], dtype=x.dtype))
+        out[inner] = ufunc.reduceat(padded, bounds)[0::2]
     return out
 
 
