@@ -7,7 +7,7 @@ COPY schemas ./schemas
 COPY sinks ./sinks
 COPY replay ./replay
 COPY examples ./examples
-RUN pip install --no-cache-dir . && useradd --create-home rillet && mkdir -p /data && chown rillet /data
+RUN pip install --no-cache-dir ".[dask]" && useradd --create-home rillet && mkdir -p /data && chown rillet /data
 USER rillet
 ENV RILLET_WEB_HOST=0.0.0.0 RILLET_OFFLINE_PATH=/data/offline RILLET_STATE_DIR=/data/state
 EXPOSE 6066

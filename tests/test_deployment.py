@@ -13,7 +13,8 @@ from streams.settings import ENV_VARS, Settings
 COMPOSE = yaml.safe_load((Path(__file__).parent.parent / "docker-compose.yml").read_text())
 
 
-WORKERS = sorted(name for name, service in COMPOSE["services"].items() if service.get("command", [""])[0] == "worker")
+WORKERS = sorted(name for name, service in COMPOSE["services"].items()
+                 if (service.get("command") or [""])[0] == "worker")
 
 
 def test_there_are_workers_on_one_redis_and_on_a_cluster():
@@ -61,3 +62,21 @@ def test_workers_of_different_deployments_write_different_offline_stores():
         paths.setdefault(env["RILLET_REDIS_URL"], set()).add(env["RILLET_OFFLINE_PATH"])
     assert all(len(p) == 1 for p in paths.values())  # one store per deployment ...
     assert len({next(iter(p)) for p in paths.values()}) == len(paths)  # ... and not shared between them
+
+
+def test_the_cluster_profile_has_a_dask_scheduler_and_workers_on_the_shared_offline_store():
+    services = COMPOSE["services"]
+    assert "cluster" in services["dask-scheduler"]["profiles"]
+    assert "healthcheck" in services["dask-scheduler"]
+    workers = [name for name, service in services.items()
+               if (service.get("entrypoint") or [])[:2] == ["dask", "worker"]]
+    assert len(workers) >= 2
+    cluster_store = {services[w]["environment"]["RILLET_OFFLINE_PATH"] for w in WORKERS
+                     if "cluster" in services[w].get("profiles", [])}
+    for worker in workers:
+        service = services[worker]
+        assert service["entrypoint"][2] == "tcp://dask-scheduler:8786"
+        assert service["depends_on"]["dask-scheduler"]["condition"] == "service_healthy"
+        assert service["build"] == "."  # rillet's image: the join's tasks call rillet's functions
+        assert {service["environment"]["RILLET_OFFLINE_PATH"]} == cluster_store  # the rows the join reads
+        assert service["volumes"] == services["worker-cluster-a"]["volumes"]
