@@ -22,7 +22,7 @@ from sinks.redis_client import REDIS_DOWN
 from streams.definitions import FeatureView
 from streams.kernel.watermark import PartitionProgress
 
-__all__ = ["OnlineStore", "aggregated_counts", "events_key", "live_key", "online_key"]
+__all__ = ["OnlineStore", "aggregated_counts", "events_key", "health_key", "live_key", "online_key"]
 
 log = logging.getLogger("rillet.online")
 
@@ -37,6 +37,11 @@ def events_key(view: str, version: int) -> str:
 
 def live_key(view: str, version: int) -> str:
     return f"rillet:{view}:v{version}:live"
+
+
+def health_key(view: str, version: int) -> str:
+    """Hash: source partition -> the worker's last health report on it (JSON; `rillet status` reads it)."""
+    return f"rillet:{view}:v{version}:health"
 
 
 def aggregated_counts(progress: Iterable[tuple[int, PartitionProgress]]) -> dict[str, int]:

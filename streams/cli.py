@@ -180,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="build, but leave the switch to a final run without --partitions")
     replay.add_argument("--batch-size", type=_positive(int), default=50_000)
 
+    status = sub.add_parser("status", help="one line per view: version, workers, lag, freshness against its "
+                            "target, dead letters and late events in the last hour")
+    status.add_argument("--features", dest="sub_features", help="feature definitions file")
+    status.add_argument("--view", help="one view (default: every defined view)")
+    status.add_argument("--json", action="store_true", help="one JSON object per view")
+    status.add_argument("--check", action="store_true",
+                        help="exit 1 when a view is past its freshness target or has partitions no worker reports")
+
     versions = sub.add_parser("versions", help="list a view's versions (or 'versions gc' to delete retired ones)")
     versions.add_argument("action", nargs="?", choices=["list", "gc"], default="list")
     versions.add_argument("--features", dest="sub_features", help="feature definitions file")
@@ -484,6 +492,23 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from replay.versions import VersionRegistry
+    from sinks.redis_client import connect_redis
+    from streams.status import render, view_status
+
+    views = [_view(_views(args, settings), args.view)] if args.view else _views(args, settings)
+    registry = VersionRegistry(connect_redis(settings))
+    rows = []
+    for view in views:
+        heads = _topic_heads(settings, view.topic)
+        active = next((v for v in registry.list(view.name) if v.state == "active"), None)
+        lag = _version_lag(settings, registry, view, active, heads) if active else None
+        rows.append(view_status(settings, view, registry, heads, lag))
+    print(render(rows, as_json=args.json))
+    return 1 if args.check and any(r.verdict not in ("ok", "-") for r in rows) else 0
+
+
 def _topic_heads(settings: Settings, topic: str) -> dict[int, int]:
     from collections import namedtuple
 
@@ -641,7 +666,7 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 COMMANDS = {"up": cmd_up, "worker": cmd_worker, "publish": cmd_publish, "get": cmd_get, "demo": cmd_demo,
             "schemas": cmd_schemas, "registry": cmd_registry, "serve": cmd_serve,
             "dlq": cmd_dlq, "restore": cmd_restore, "historical": cmd_historical, "replay": cmd_replay,
-            "versions": cmd_versions}
+            "versions": cmd_versions, "status": cmd_status}
 
 
 def main(argv: list[str] | None = None) -> int:

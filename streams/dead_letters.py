@@ -12,7 +12,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from streams.kafka_log import client_config
 from streams.settings import Settings
 
-__all__ = ["DeadLetterLog", "read_dead_letters"]
+__all__ = ["DeadLetterLog", "dead_letters_since", "read_dead_letters"]
 
 
 def read_dead_letters(settings: Settings, topic: str, *, idle_s: float = 5.0) -> Iterator[dict]:
@@ -43,6 +43,48 @@ def read_dead_letters(settings: Settings, topic: str, *, idle_s: float = 5.0) ->
             }
     finally:
         consumer.close()
+
+
+def dead_letters_since(settings: Settings, topic: str, since_ms: int, *, timeout_s: float = 10.0) -> dict[str, int]:
+    """How many dead letters `topic` received since `since_ms` (their record time), by reason.
+
+    Starts each partition at the first offset at or after that time (the broker's time
+    index), so an old, long dead-letter topic is not read from its start."""
+    from streams.tansu import fetch_high_watermarks
+
+    consumer = Consumer(client_config(settings.bootstrap_servers, **{
+        "group.id": f"rillet-dlq-count-{uuid.uuid4()}", "enable.auto.commit": False, "fetch.wait.max.ms": 50}))
+    counts: dict[str, int] = {}
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if metadata is None or metadata.error:
+            return counts
+        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+        heads = fetch_high_watermarks(settings.bootstrap_servers, partitions, timeout_s)
+        try:
+            starts = consumer.offsets_for_times([TopicPartition(topic, p.partition, since_ms) for p in partitions],
+                                                timeout=timeout_s)
+        except Exception:  # a broker without a time index: read from the start, filter by record time
+            starts = [TopicPartition(topic, p.partition, OFFSET_BEGINNING) for p in partitions]
+        todo = {tp.partition: heads.get(TopicPartition(topic, tp.partition), 0) for tp in starts}
+        starts = [tp if tp.offset >= 0 or tp.offset == OFFSET_BEGINNING else
+                  TopicPartition(topic, tp.partition, todo[tp.partition]) for tp in starts]
+        position = {tp.partition: max(tp.offset, 0) for tp in starts}
+        consumer.assign(starts)
+        deadline = time.monotonic() + timeout_s
+        while any(position[p] < todo[p] for p in todo) and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, timeout=0.2):
+                if msg.error():
+                    continue
+                position[msg.partition()] = msg.offset() + 1
+                kind, stamp = msg.timestamp()
+                if kind and stamp < since_ms:
+                    continue
+                reason = dict(msg.headers() or []).get("rillet.reason", b"unknown").decode(errors="replace")
+                counts[reason] = counts.get(reason, 0) + 1
+    finally:
+        consumer.close()
+    return counts
 
 
 class DeadLetterLog:

@@ -100,6 +100,9 @@ class FeatureView:
         max_future: how far an event's time may lie after its record's timestamp; past it the event
             goes to the DLQ (`future_event_time`) and does not move the watermark, so one record with
             a corrupt time or a wrong clock cannot make every later event late.
+        freshness: the target for how far the newest applied event may trail the wall clock; workers
+            export it beside the measured freshness (alerts compare the two) and `rillet status`
+            flags a view past it. It changes no value, so not the fingerprint either.
     """
 
     name: str
@@ -113,6 +116,7 @@ class FeatureView:
     checks: dict[str, Range | NotNull] = field(default_factory=dict)
     partitions: int | None = None
     max_future: timedelta | int | str = DEFAULT_MAX_FUTURE
+    freshness: timedelta | int | str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -133,6 +137,10 @@ class FeatureView:
         object.__setattr__(self, "max_future", to_ms(self.max_future, what=f"{self.name}.max_future"))
         if self.max_future < 0:
             raise DefinitionError(f"FeatureView {self.name}: max_future cannot be negative")
+        if self.freshness is not None:
+            object.__setattr__(self, "freshness", to_ms(self.freshness, what=f"{self.name}.freshness"))
+            if self.freshness <= 0:
+                raise DefinitionError(f"FeatureView {self.name}: freshness must be positive")
         object.__setattr__(self, "schema", Path(self.schema))
 
     @property
@@ -146,6 +154,10 @@ class FeatureView:
     @property
     def max_future_ms(self) -> int:
         return self.max_future  # type: ignore[return-value]
+
+    @property
+    def freshness_ms(self) -> int | None:
+        return self.freshness  # type: ignore[return-value]
 
     @property
     def dlq_topic(self) -> str:

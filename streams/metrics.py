@@ -36,6 +36,15 @@ class WorkerMetrics:
             "rillet_last_event_time_ms", "Greatest event time processed", ["view"], registry=r)
         self.delay = Gauge(
             "rillet_processing_delay_seconds", "Wall clock minus the greatest event time seen", ["view"], registry=r)
+        self.freshness = Gauge(
+            "rillet_freshness_seconds", "Wall clock minus the newest event time applied, per partition",
+            ["view", "partition"], registry=r)
+        self.freshness_target = Gauge(
+            "rillet_freshness_target_seconds", "The view's declared freshness target (absent: none declared)",
+            ["view"], registry=r)
+        self.lag_seconds = Gauge(
+            "rillet_consumer_lag_seconds", "While records wait: wall clock minus the last read record's timestamp",
+            ["view", "partition"], registry=r)
         self.batch_seconds = Histogram(
             "rillet_batch_seconds", "Time to process and sink one batch", ["view"], registry=r)
 

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from replay.versions import live_group
 from schemas.codec import EventDecoder
 from schemas.store import SchemaStore
 from sinks.offline import OfflineStore
-from sinks.online import OnlineStore
+from sinks.online import OnlineStore, health_key
 from sinks.records import StateWrite
 from sinks.redis_client import REDIS_DOWN, connect_redis_async, mget
 from streams import batch_transport, faults
@@ -120,6 +121,13 @@ class ViewAgent:
         self.redis = connect_redis_async(settings)
         self.gap_reader = GapReader(settings.bootstrap_servers)
         self.last_event_ms = 0
+        self._read_until: dict[int, tuple[int, int | None]] = {}  # partition -> (lag, last record's timestamp)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        if view.freshness_ms is not None:
+            metrics.freshness_target.labels(view.name).set(view.freshness_ms / 1000)
+        for counter in (metrics.events_in, metrics.aggregated, metrics.late, metrics.duplicates, metrics.read_back,
+                        metrics.restored, metrics.expired):
+            counter.labels(view.name)  # on /metrics from the start, at 0: alert rules see a series, not a gap
         self._latest: dict[bytes, tuple[int, int]] | None = None  # entity key -> (partition, latest_ms)
         self._offline_seen: dict[int, set[int]] = {}  # partition -> offsets already on disk past its commit
         self._dlq_seen: dict[int, set[int]] = {}  # partition -> offsets already dead-lettered past its commit
@@ -380,6 +388,31 @@ class ViewAgent:
             head = self.app.consumer.highwater(tp) if tp is not None else None
             if head is not None:
                 m.lag.labels(name, str(partition)).set(max(head - offset - 1, 0))
+                stamp = next((r.timestamp_ms for r in reversed(records) if r.partition == partition), None)
+                self._read_until[partition] = (max(head - offset - 1, 0), stamp)
+
+    async def report_health(self) -> None:
+        """Freshness and lag per assigned partition, now: to /metrics, and to Redis for `rillet status`.
+
+        A timer calls this, so an idle partition's freshness keeps growing between batches.
+        """
+        m, name, now_ms = self.metrics, self.view.name, int(time.time() * 1000)
+        assigned = sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.view.topic)
+        report = {}
+        for partition in assigned:
+            watermark = self.watermarks.get(partition)
+            lag, stamp = self._read_until.get(partition, (0, None))
+            waited_s = (now_ms - stamp) / 1000 if lag and stamp is not None else 0.0
+            m.lag_seconds.labels(name, str(partition)).set(max(waited_s, 0.0))
+            if watermark is not None:
+                m.freshness.labels(name, str(partition)).set((now_ms - watermark) / 1000)
+            report[str(partition)] = json.dumps({"worker": self.worker_id, "at_ms": now_ms, "watermark_ms": watermark,
+                                                 "lag": lag, "lag_s": round(max(waited_s, 0.0), 3)})
+        if report:
+            try:
+                await asyncio.wait_for(self.redis.hset(health_key(name, self.version), mapping=report), 1.0)
+            except (TimeoutError, redis.RedisError, *REDIS_DOWN):
+                pass  # Redis is down: the batches wait for it, and so does this report
 
 
 class QuietMonitor(Monitor):
@@ -501,6 +534,12 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     @app.timer(1.0)  # as often as Faust commits (broker_commit_interval)
     async def commit_handled_offsets() -> None:
         await _commit_handled(app, agents)
+
+    @app.timer(1.0)
+    async def report_health() -> None:
+        if not app.rebalancing:
+            for agent in agents:
+                await agent.report_health()
 
     @app.timer(1.0)
     async def heal_redis() -> None:

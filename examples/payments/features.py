@@ -16,6 +16,7 @@ payments = FeatureView(
     event_time="event_time",
     ttl=timedelta(days=1),
     grace=timedelta(minutes=2),
+    freshness=timedelta(minutes=5),  # alert when the newest applied payment is older than this
     checks={"amount": Range(0, 1_000_000)},
     features=[
         Feature("amount", "count", five_minutes),

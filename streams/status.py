@@ -1,0 +1,110 @@
+"""`rillet status`: one line per view — version, workers, lag, freshness against its target, and
+the dead letters and late events of the last hour.
+
+Everything comes from where rillet already keeps it: the version records and the
+workers' health reports in Redis (each worker writes, every second, per partition
+it owns: its newest applied event time, lag and the time of the report), the
+consumer group's commits and the partition heads in the broker, and the dead-letter
+topic (late events are dead letters with the reason `late`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from streams.definitions import FeatureView
+from streams.settings import Settings
+from streams.timeutil import duration_label
+
+__all__ = ["ViewStatus", "render", "view_status"]
+
+HOUR_MS = 3_600_000
+REPORT_STALE_MS = 30_000  # a partition whose last health report is older has no live worker
+
+
+@dataclass
+class ViewStatus:
+    view: str
+    version: int | None
+    state: str  # active, building (only a replay's version so far), or none
+    building: int | None  # a newer version a replay is building
+    workers: int
+    partitions_reported: int
+    partitions: int
+    lag: int | None  # records not yet applied by the active version's workers
+    freshness_s: float | None  # wall clock minus the oldest partition's newest applied event
+    freshness_target_s: float | None
+    verdict: str  # ok, STALE (past the target), NO WORKERS, or - (nothing to judge)
+    dead_letters_1h: dict[str, int]
+
+    @property
+    def late_1h(self) -> int:
+        return self.dead_letters_1h.get("late", 0)
+
+
+def view_status(settings: Settings, view: FeatureView, registry: Any, heads: dict[int, int],
+                lag: int | None, now_ms: int | None = None) -> ViewStatus:
+    """One view's status from Redis (versions, health reports) and the broker (dead letters)."""
+    from sinks.online import health_key
+    from streams.dead_letters import dead_letters_since
+
+    now_ms = now_ms or int(time.time() * 1000)
+    versions = registry.list(view.name)
+    active = next((v for v in versions if v.state == "active"), None)
+    building = next((v.version for v in reversed(versions) if v.state == "building"), None)
+    reports = {}
+    if active is not None:
+        for partition, raw in registry.redis.hgetall(health_key(view.name, active.version)).items():
+            report = json.loads(raw)
+            if now_ms - report["at_ms"] <= REPORT_STALE_MS:
+                reports[int(partition)] = report
+    watermarks = [r["watermark_ms"] for r in reports.values() if r.get("watermark_ms") is not None]
+    freshness = (now_ms - min(watermarks)) / 1000 if watermarks and len(reports) == len(heads) else None
+    target = view.freshness_ms / 1000 if view.freshness_ms is not None else None
+    if active is None:
+        verdict = "-"
+    elif not reports:
+        verdict = "NO WORKERS"
+    elif len(reports) < len(heads):
+        verdict = f"NO WORKER FOR {len(heads) - len(reports)} PARTITION(S)"
+    elif target is not None and freshness is not None:
+        verdict = "ok" if freshness <= target else "STALE"
+    else:
+        verdict = "ok"
+    return ViewStatus(
+        view=view.name, version=active.version if active else None, state="active" if active else "none",
+        building=building, workers=len({r["worker"] for r in reports.values()}), partitions_reported=len(reports),
+        partitions=len(heads), lag=lag, freshness_s=round(freshness, 3) if freshness is not None else None,
+        freshness_target_s=target, verdict=verdict,
+        dead_letters_1h=dead_letters_since(settings, view.dlq_topic, now_ms - HOUR_MS))
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    return f"{seconds / 60:.1f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
+
+
+def render(rows: list[ViewStatus], *, as_json: bool = False) -> str:
+    """A table (or JSON lines) of the views' status."""
+    if as_json:
+        return "\n".join(json.dumps({**asdict(r), "late_1h": r.late_1h}) for r in rows)
+    header = ["view", "version", "workers", "lag", "freshness", "target", "status", "dead letters 1h", "late 1h"]
+    lines = [header]
+    for r in rows:
+        version = "-" if r.version is None else f"v{r.version}" + (f" (v{r.building} building)" if r.building else "")
+        lines.append([
+            r.view, version, f"{r.workers} ({r.partitions_reported}/{r.partitions} partitions)",
+            "-" if r.lag is None else f"{r.lag:,}",
+            "-" if r.freshness_s is None else _age(r.freshness_s),
+            "-" if r.freshness_target_s is None else duration_label(int(r.freshness_target_s * 1000)),
+            r.verdict,
+            ", ".join(f"{k} {v:,}" for k, v in sorted(r.dead_letters_1h.items())) or "0",
+            f"{r.late_1h:,}",
+        ])
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                     for row in lines)

@@ -1,0 +1,97 @@
+"""What an operator sees of a live worker: its metrics, the shipped alert rules and dashboard, and
+`rillet status`.
+
+A worker runs a view with a freshness target; the events include a late one and an
+undecodable record. Every metric the alert rules and the Grafana dashboard name must
+be on the worker's /metrics, and `rillet status` must report the version, the worker,
+zero lag, freshness within the target and the last hour's dead letters by reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streams.demo import synthetic_payments, worker_process
+from streams.lag import wait_caught_up
+from streams.producer import EventProducer
+from streams.stack import free_port, wait_until
+from tests.helpers import view_under_test
+
+pytestmark = pytest.mark.integration
+
+DEPLOY = Path(__file__).resolve().parent.parent.parent / "deploy"
+FEATURES = """
+from streams import Feature, FeatureView, Sliding, Tumbling
+{name} = FeatureView(name="{name}", topic="{name}", schema="{schema}", entity="user_id", event_time="event_time",
+                     ttl="7d", grace="1m", freshness="30d", partitions=2,
+                     features=[Feature("amount", "sum", Tumbling("5m")),
+                               Feature("amount", "count", Sliding("1h", "5m"))])
+"""
+
+
+def metric_names(text: str) -> set[str]:
+    return set(re.findall(r"\brillet_[a-z_]+[a-z]\b", text))
+
+
+def exposed(exposition: str) -> set[str]:
+    """Sample names on /metrics (counters as `_total`, histograms as `_bucket`, `_sum`, `_count`)."""
+    return {line.split("{")[0].split(" ")[0] for line in exposition.splitlines() if line and not line.startswith("#")}
+
+
+def test_alerts_dashboard_and_status_agree_with_a_live_worker(stack, tmp_path):
+    case = view_under_test(stack, tmp_path, FEATURES, "watch", batch_size=100, batch_wait_ms=20)
+    view, settings = case.view, case.settings
+    now = int(time.time() * 1000)
+    history = synthetic_payments(users=10, events=200, start_ms=now - 600_000, end_ms=now, seed=4)
+    port = free_port()
+    worker = worker_process(settings, str(case.features), tmp_path, port)
+    try:
+        with EventProducer(settings, view) as producer:
+            producer.send_many(history)
+            producer.flush()
+            producer.send_many([{**history[0], "event_time": now - 3_600_000}])  # an hour behind: late
+            producer.send_raw(b"u1", b"\x00\x00\x00")  # undecodable: truncated
+        wait_caught_up(settings, settings.worker_group, view.topic, producer.report.heads, timeout_s=120,
+                       alive=worker.alive)
+
+        def metrics() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                return response.read().decode()
+
+        wait_until(lambda: "rillet_freshness_seconds{" in metrics() and "rillet_late_events_total{" in metrics(),
+                   timeout_s=30, what="the worker's health report")
+        on_worker = exposed(metrics())
+        alerts = yaml.safe_load((DEPLOY / "prometheus-alerts.yml").read_text())
+        rules = [rule for group in alerts["groups"] for rule in group["rules"]]
+        assert {"RilletFreshnessPastTarget", "RilletConsumerLagGrowing", "RilletDeadLettersHigh"} <= \
+            {r["alert"] for r in rules}
+        dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+        named = metric_names(" ".join(r["expr"] for r in rules)) | metric_names(json.dumps(dashboard))
+        assert len(named) >= 8
+        missing = {name for name in named if name not in on_worker}
+        assert not missing, f"named by the rules or the dashboard, absent on a live worker: {sorted(missing)}"
+
+        status = subprocess.run([sys.executable, "-m", "streams.cli", "status", "--features", str(case.features),
+                                 "--json", "--check"], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, **settings.to_env()})
+        assert status.returncode == 0, status.stderr
+        row = json.loads(status.stdout.strip().splitlines()[-1])
+        assert (row["view"], row["version"], row["workers"], row["lag"], row["verdict"]) == (view.name, 1, 1, 0, "ok")
+        assert row["partitions_reported"] == row["partitions"] == 2
+        assert 0 <= row["freshness_s"] < 30 * 86_400 and row["freshness_target_s"] == 30 * 86_400
+        assert row["dead_letters_1h"] == {"late": 1, "truncated": 1} and row["late_1h"] == 1
+        table = subprocess.run([sys.executable, "-m", "streams.cli", "status", "--features", str(case.features)],
+                               capture_output=True, text=True, timeout=120, env={**os.environ, **settings.to_env()})
+        assert table.returncode == 0 and view.name in table.stdout and "late 1, truncated 1" in table.stdout
+    finally:
+        worker.stop()
