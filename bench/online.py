@@ -25,6 +25,7 @@ from sinks.online import OnlineStore
 from sinks.reads import FeatureReader
 from sinks.records import StateWrite
 from sinks.redis_client import connect_redis, connect_redis_async, mget
+from sinks.served_log import ServedLog
 from streams.definitions import load_views
 from streams.kernel.engine import Event, EventBatch, ViewEngine
 from streams.redis_cluster import LocalRedisCluster
@@ -69,10 +70,11 @@ def populate(settings: Settings, view, entities: int) -> None:
     asyncio.run(write())
 
 
-def read_latencies(settings: Settings, view, entities: int, reads: int, where: str) -> dict[str, tuple]:
+def read_latencies(settings: Settings, view, entities: int, reads: int, where: str,
+                   served_log: ServedLog | None = None) -> dict[str, tuple]:
     """p50/p99 of rillet's reads and raw redis-py reads of the same keys, 1 and 100 entities at a time."""
     client = connect_redis(settings)
-    reader = FeatureReader([view], client)
+    reader = FeatureReader([view], client, served_log=served_log)
     store = OnlineStore(view)
     refs = [f"{view.name}:{f.name}" for f in view.features]
     rng = random.Random(2)
@@ -110,6 +112,10 @@ def main() -> None:
         settings = stack.settings
         populate(settings, view, args.entities)
         rows = read_latencies(settings, view, args.entities, args.reads, "")
+        served_log = ServedLog(settings.with_(served_log_topic=f"bench_served_{int(time.time())}"), rate=1.0)
+        logged = read_latencies(settings, view, args.entities, args.reads, " (served log on)", served_log)
+        served_log.close()
+        rows.update({k: v for k, v in logged.items() if k.startswith("rillet")})
         with LocalRedisCluster(3, workdir / "cluster") as cluster:
             on_cluster = settings.with_(redis_url=cluster.url)
             populate(on_cluster, view, args.entities)
@@ -150,6 +156,10 @@ def main() -> None:
     raw100_p99 = rows["raw redis-py MGET, 100 entities"][1]
     print(f"  ratio 1 entity p99 / raw: {one_p99 / raw_p99:.2f} (target <= 1.5; absolute target <= 1 ms)")
     print(f"  ratio 100 entities p99 / raw: {hundred_p99 / raw100_p99:.2f}")
+    for label in ("1 entity x 20", "100 entities x 20"):
+        off, on = rows[f"rillet get_online_features, {label}"][1], \
+            rows[f"rillet get_online_features, {label} (served log on)"][1]
+        print(f"  served-feature log on (every read logged) / off, p99, {label}: {on / off:.2f} (target <= 1.10)")
     cluster_one = rows["rillet get_online_features, 1 entity x 20 (cluster)"][1]
     cluster_hundred = rows["rillet get_online_features, 100 entities x 20 (cluster)"][1]
     print(f"  cluster / one node, p99: 1 entity {cluster_one / one_p99:.2f}, 100 entities "

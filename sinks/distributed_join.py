@@ -101,8 +101,9 @@ def dask_evaluate_rows(cluster: Any, view: FeatureView, files: list[str], entiti
             if not len(mine):
                 continue
             rows = pa.table({"entity": entities.take(pa.array(mine)), "t_ms": t_ms[mine], "row": mine})
+            [rows_future] = client.scatter([rows])  # data goes to the workers, not into the task graph
             pieces = [client.submit(_piece, s, p, pure=False) for s in split]
-            joins.append(client.submit(join_partition, view, names, rows, *pieces, pure=False))
+            joins.append(client.submit(join_partition, view, names, rows_future, *pieces, pure=False))
         results = []
         for future in as_completed(joins):
             row_ids, found = future.result()

@@ -24,7 +24,7 @@ import redis.asyncio as aredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from sinks.reads import FeatureReader
+from sinks.reads import FeatureReader, value_status
 from sinks.redis_client import REDIS_DOWN
 from streams.errors import UnknownFeatureError
 from streams.http_body import BodyError, read_json_body
@@ -77,14 +77,6 @@ def _parse_as_of(value: Any) -> int | None:
         except ValueError:  # a naive time too (NaiveTimeError is a ValueError)
             pass
     raise _BadRequest(400, "'as_of' must be epoch milliseconds or an ISO-8601 time with a timezone")
-
-
-def _status(value: Any, stamp: int | None, known: bool) -> str:
-    if not known:
-        return "NOT_FOUND"
-    if stamp is None:
-        return "OUTSIDE_MAX_AGE"
-    return "NULL_VALUE" if value is None else "PRESENT"
 
 
 def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int = 10_000,
@@ -153,7 +145,7 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
             stamps = [stamps[ref] for stamps in response.event_timestamps]
             results.append({
                 "values": values,
-                "statuses": [_status(v, s, k) for v, s, k in zip(values, stamps, known[view], strict=True)],
+                "statuses": [value_status(v, s, k) for v, s, k in zip(values, stamps, known[view], strict=True)],
                 "event_timestamps": [stamp_text(s) for s in stamps],
             })
         return reply({"metadata": {"feature_names": entity_keys + refs}, "results": results})

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio as aredis
@@ -29,7 +29,10 @@ from streams.definitions import FeatureView
 from streams.errors import UnknownFeatureError
 from streams.kernel.engine import ViewEngine
 
-__all__ = ["FeatureReader", "OnlineResponse", "ReadPlan", "resolve_features"]
+if TYPE_CHECKING:
+    from sinks.served_log import ServedLog
+
+__all__ = ["FeatureReader", "OnlineResponse", "ReadPlan", "resolve_features", "value_status"]
 
 
 def resolve_features(engines: dict[str, ViewEngine], features: list[str]) -> dict[str, list[str]]:
@@ -102,8 +105,10 @@ Fetched = list[tuple[int, list[bytes | None]]]  # per view in the plan: (version
 class FeatureReader:
     """Reads features of the given views from the online store, following each view's active version."""
 
-    def __init__(self, views: list[FeatureView], client: redis.Redis, version: int | None = None) -> None:
+    def __init__(self, views: list[FeatureView], client: redis.Redis, version: int | None = None,
+                 served_log: ServedLog | None = None) -> None:
         self.views = {v.name: v for v in views}
+        self.served_log = served_log if served_log is not None and served_log.rate > 0 else None
         self.engines = {v.name: ViewEngine(v) for v in views}
         self.redis = client
         self.version = version  # None: follow the active pointer
@@ -210,22 +215,31 @@ class FeatureReader:
 
     def evaluate(self, plan: ReadPlan, fetched: Fetched, as_of: int | None = None) -> OnlineResponse:
         """Evaluate the fetched states with the engine, as of now or `as_of` (epoch ms)."""
-        t_ms = int(time.time() * 1000) if as_of is None else as_of
+        now_ms = int(time.time() * 1000)
+        t_ms = now_ms if as_of is None else as_of
         rows = plan.entity_rows
         response = OnlineResponse(rows=[{} for _ in rows], event_timestamps=[{} for _ in rows])
         for (view_name, _keys), (version, blobs) in zip(plan.keys, fetched, strict=True):
             engine, entity = self.engine_for(view_name, version), self.views[view_name].entity
             wanted = [(f"{view_name}:{name}", name) for name in plan.wanted[view_name]]
+            logged: list | None = [] if self.served_log is not None else None
             for i, blob in enumerate(blobs):
                 state = engine.decode(blob)
                 # "now" may trail an entity's latest event by clock skew: read it as of that event
-                values = engine.as_of(state, max(t_ms, state.latest_ms) if as_of is None and state else t_ms)
+                read_ms = max(t_ms, state.latest_ms) if as_of is None and state else t_ms
+                values = engine.as_of(state, read_ms)
                 row, stamps = response.rows[i], response.event_timestamps[i]
                 row[entity] = rows[i][entity]
                 stamp = None if engine.expired(state, t_ms) else state.latest_ms  # type: ignore[union-attr]
                 for ref, name in wanted:
                     row[ref] = values.get(name)  # a feature the version lacks: null
                     stamps[ref] = stamp
+                if logged is not None and self.served_log.sampled():  # type: ignore[union-attr]
+                    logged.append((str(rows[i][entity]), read_ms, state.latest_ms if state else None,
+                                   [(name, values.get(name), value_status(values.get(name), stamp, state is not None))
+                                    for name in plan.wanted[view_name]]))
+            if logged:
+                self.served_log.record(now_ms, as_of, view_name, version, logged)  # type: ignore[union-attr]
         return response
 
     def get_online_features(self, features: list[str], entity_rows: list[dict[str, Any]],
@@ -249,6 +263,15 @@ class FeatureReader:
         if not entity_rows:
             return OnlineResponse()
         return self.evaluate(plan, await self.fetch_async(client, plan), as_of)
+
+
+def value_status(value: Any, stamp: int | None, known: bool) -> str:
+    """A value's status, as Feast names them: the entity unknown, past its ttl, a null, or a value."""
+    if not known:
+        return "NOT_FOUND"
+    if stamp is None:
+        return "OUTSIDE_MAX_AGE"
+    return "NULL_VALUE" if value is None else "PRESENT"
 
 
 def _state_keys(view: str, version: int, entities: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 from streams.errors import ConfigError, NaiveTimeError, RilletError, StackError
@@ -187,6 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="one JSON object per view")
     status.add_argument("--check", action="store_true",
                         help="exit 1 when a view is past its freshness target or has partitions no worker reports")
+
+    skew = sub.add_parser("skew", help="training/serving skew: recompute every logged online read with the "
+                          "point-in-time join and compare, per feature (needs RILLET_SERVED_LOG_RATE > 0 on readers)")
+    skew.add_argument("--features", dest="sub_features", help="feature definitions file")
+    skew.add_argument("--view", required=True, help="the view to check")
+    skew.add_argument("--since", type=_parse_time_ms, default=0, help="reads at or after this time (epoch ms or ISO)")
+    skew.add_argument("--until", type=_parse_time_ms, default=None, help="reads at or before this time")
+    skew.add_argument("--threshold", type=_not_negative, default=0.0,
+                      help="exit 1 when the share of compared values that differ is above this (default 0)")
+    skew.add_argument("--examples", type=int, default=5, help="examples kept per feature")
+    skew.add_argument("--prometheus", metavar="FILE", help="also write the figures as Prometheus metrics to FILE")
 
     versions = sub.add_parser("versions", help="list a view's versions (or 'versions gc' to delete retired ones)")
     versions.add_argument("action", nargs="?", choices=["list", "gc"], default="list")
@@ -492,6 +504,25 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_skew(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.served_log import read_served
+    from sinks.skew import measure_skew, prometheus_text
+
+    view = _view(_views(args, settings), args.view)
+    served = list(read_served(settings, since_ms=args.since, until_ms=args.until, view=view.name))
+    report = measure_skew(view, settings.offline_root, served, examples=args.examples)
+    for feature in report.features:
+        print(json.dumps({"view": view.name, **feature.__dict__}))
+    summary = {k: v for k, v in report.to_dict().items() if k != "features"}
+    print(json.dumps(summary))
+    if args.prometheus:
+        Path(args.prometheus).write_text(prometheus_text(report))
+    if not served:
+        print(f"no logged reads of {view.name} in {settings.served_log_topic}: set RILLET_SERVED_LOG_RATE on the "
+              "readers (rillet serve, get_online_features)", file=sys.stderr)
+    return 1 if report.mismatch_rate > args.threshold else 0
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from replay.versions import VersionRegistry
     from sinks.redis_client import connect_redis
@@ -568,6 +599,15 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _served_log(settings: Settings) -> Any:
+    """The served-feature log when RILLET_SERVED_LOG_RATE asks for one, else None."""
+    if settings.served_log_rate <= 0:
+        return None
+    from sinks.served_log import ServedLog
+
+    return ServedLog(settings)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvloop
     from aiohttp import web
@@ -583,8 +623,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     else:
         first = True
     uvloop.install()
-    app = make_app(FeatureReader(views, connect_redis(settings)), connect_redis_async(settings, max_connections=32),
-                   max_entities=args.max_entities)
+    served_log = _served_log(settings)
+    app = make_app(FeatureReader(views, connect_redis(settings), served_log=served_log),
+                   connect_redis_async(settings, max_connections=32), max_entities=args.max_entities)
+    if served_log is not None:
+        async def flush_served_log(_app: Any) -> None:
+            served_log.close()  # what was served before the stop reaches the topic
+
+        app.on_cleanup.append(flush_served_log)
     ready = (f"serving {', '.join(v.name for v in views)} on http://{args.host}:{args.port} "
              f"(POST /features/online, GET /openapi.json), {args.workers} process(es)")
     try:  # the line is printed once the port is bound, not before
@@ -666,7 +712,7 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 COMMANDS = {"up": cmd_up, "worker": cmd_worker, "publish": cmd_publish, "get": cmd_get, "demo": cmd_demo,
             "schemas": cmd_schemas, "registry": cmd_registry, "serve": cmd_serve,
             "dlq": cmd_dlq, "restore": cmd_restore, "historical": cmd_historical, "replay": cmd_replay,
-            "versions": cmd_versions, "status": cmd_status}
+            "versions": cmd_versions, "status": cmd_status, "skew": cmd_skew}
 
 
 def main(argv: list[str] | None = None) -> int:

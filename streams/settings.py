@@ -90,6 +90,13 @@ class Settings:
     log_level: str = _setting(
         "info", "RILLET_LOG_LEVEL", "debug, info, warning or error"
     )
+    served_log_rate: float = _setting(
+        0.0, "RILLET_SERVED_LOG_RATE",
+        "Share of online reads (0-1) logged to the served-feature topic for `rillet skew`; 0: off"
+    )
+    served_log_topic: str = _setting(
+        "rillet.served", "RILLET_SERVED_LOG_TOPIC", "Topic of the served-feature log (Avro)"
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -105,6 +112,11 @@ class Settings:
                         values[f.name] = int(raw)
                     except ValueError:
                         raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+                elif f.type in ("float", float):
+                    try:
+                        values[f.name] = float(raw)
+                    except ValueError:
+                        raise ConfigError(f"{name}={raw!r} is not a number") from None
                 else:
                     values[f.name] = raw
         values.update(overrides)
@@ -121,6 +133,8 @@ class Settings:
                 f"RILLET_REDIS_URL={redact_url(self.redis_url)!r}: use redis://, rediss://, unix://, "
                 "or redis+cluster://host:port,host:port for a Redis Cluster"
             )
+        if not 0.0 <= self.served_log_rate <= 1.0:
+            raise ConfigError(f"RILLET_SERVED_LOG_RATE={self.served_log_rate}: a share of reads, from 0 to 1")
         if self.partitions < 1:
             raise ConfigError(f"RILLET_PARTITIONS={self.partitions}: must be at least 1")
         if self.batch_size < 1:

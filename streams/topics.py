@@ -14,7 +14,7 @@ from streams.errors import StackError
 from streams.kafka_log import client_config
 from streams.settings import Settings
 
-__all__ = ["ensure_topics", "partition_counts"]
+__all__ = ["ensure_topic", "ensure_topics", "partition_counts"]
 
 
 def partition_counts(settings: Settings) -> dict[str, int]:
@@ -29,14 +29,23 @@ def partition_counts(settings: Settings) -> dict[str, int]:
 
 def ensure_topics(settings: Settings, views: list[FeatureView]) -> list[str]:
     """Create each view's source and DLQ topic if missing; returns the names created."""
-    admin = AdminClient(client_config(settings.bootstrap_servers))
-    existing = set(partition_counts(settings))
     wanted = {}
     for view in views:
-        partitions = view.partitions or settings.partitions
         for name in (view.topic, view.dlq_topic):
-            if name not in existing:
-                wanted[name] = NewTopic(name, num_partitions=partitions, replication_factor=1)
+            wanted[name] = view.partitions or settings.partitions
+    return _create_missing(settings, wanted)
+
+
+def ensure_topic(settings: Settings, name: str, partitions: int | None = None) -> list[str]:
+    """Create one topic if missing (rillet's own, such as the served-feature log)."""
+    return _create_missing(settings, {name: partitions or settings.partitions})
+
+
+def _create_missing(settings: Settings, partitions_by_name: dict[str, int]) -> list[str]:
+    admin = AdminClient(client_config(settings.bootstrap_servers))
+    existing = set(partition_counts(settings))
+    wanted = {name: NewTopic(name, num_partitions=n, replication_factor=1)
+              for name, n in partitions_by_name.items() if name not in existing}
     if not wanted:
         return []
     created = []

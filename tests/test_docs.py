@@ -35,5 +35,5 @@ def test_relative_links_resolve_inside_the_repository(doc):
 
 def test_the_docs_exist_and_readme_links_them():
     text = (ROOT / "README.md").read_text()
-    for name in ("docs/semantics.md", "docs/local-broker.md"):
+    for name in ("docs/semantics.md", "docs/local-broker.md", "docs/operations.md"):
         assert (ROOT / name).is_file() and f"]({name})" in text

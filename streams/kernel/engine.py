@@ -1,10 +1,12 @@
 """The window engine: per-entity state in, feature values out. Pure: no I/O, no clock.
 
 One engine serves every path (architecture.md): the live worker and the
-replay call `apply` per event; the online read and the offline join call
-`as_of`. The state of one entity is an `EntityState`; it is stored as the
-bytes `encode` returns (in the Faust changelog and in Redis) and read back
-with `decode`.
+replay hand it batches (`apply_batch`, columnar: per group of events, not per
+event); the online read calls `as_of`, and the offline join evaluates the same
+compiled outputs over ranges of the event log (`streams.kernel.point_in_time`).
+The state of one entity is an `EntityState`; it is stored as the bytes
+`encode` returns (in the Faust changelog and in Redis) and read back with
+`decode`.
 
 Layout of the state, compiled from the view's features:
 

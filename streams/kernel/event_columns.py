@@ -169,19 +169,23 @@ def reduce_ranges(ufunc: np.ufunc, x: np.ndarray, lo: np.ndarray, hi: np.ndarray
 
     One `reduceat` over interleaved bounds; the in-between slices it also
     reduces cost O(len(x)) in all when the ranges come sorted, as the join
-    sorts them. `reduceat` takes no bound equal to len(x), so it reads a copy
-    with one neutral element appended: every range is reduced the same way
-    wherever it lies in the log, so a join of a share of the entities (a Dask
-    partition) gives the same bits as the whole.
+    sorts them. `reduceat` takes no bound equal to len(x), so the ranges that
+    run to the end of the log (the last entity's: a few) are reduced one by
+    one with `ufunc.reduce`, the loop `reduceat` runs on each segment: every
+    range is reduced the same way wherever it lies in a log, so a join of a
+    share of the entities (a Dask partition) gives the same bits as the whole.
     """
     out = np.full(len(lo), empty, dtype=x.dtype)
-    inner = np.flatnonzero(hi > lo)
+    n = len(x)
+    nonempty = hi > lo
+    inner = np.flatnonzero(nonempty & (hi < n))
     if len(inner):
         bounds = np.empty(2 * len(inner), dtype=np.intp)
         bounds[0::2] = lo[inner]
         bounds[1::2] = hi[inner]
-        padded = np.append(x, np.array([empty], dtype=x.dtype))
-        out[inner] = ufunc.reduceat(padded, bounds)[0::2]
+        out[inner] = ufunc.reduceat(x, bounds)[0::2]
+    for i in np.flatnonzero(nonempty & (hi >= n)).tolist():
+        out[i] = ufunc.reduce(x[lo[i]:hi[i]])
     return out
 
 
