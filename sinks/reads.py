@@ -32,7 +32,8 @@ from streams.kernel.engine import ViewEngine
 if TYPE_CHECKING:
     from sinks.served_log import ServedLog
 
-__all__ = ["FeatureReader", "OnlineResponse", "ReadPlan", "resolve_features", "value_status"]
+__all__ = ["FeatureReader", "OnlineResponse", "ReadPlan", "entity_status", "resolve_features", "status_of_value",
+           "value_status"]
 
 
 def resolve_features(engines: dict[str, ViewEngine], features: list[str]) -> dict[str, list[str]]:
@@ -236,10 +237,11 @@ class FeatureReader:
                     stamps[ref] = stamp
                 if logged is not None and self.served_log.sampled():  # type: ignore[union-attr]
                     logged.append((str(rows[i][entity]), read_ms, state.latest_ms if state else None,
-                                   [(name, values.get(name), value_status(values.get(name), stamp, state is not None))
-                                    for name in plan.wanted[view_name]]))
+                                   entity_status(stamp, state is not None),
+                                   [values.get(name) for name in plan.wanted[view_name]]))
             if logged:
-                self.served_log.record(now_ms, as_of, view_name, version, logged)  # type: ignore[union-attr]
+                self.served_log.record(now_ms, as_of, view_name, version, plan.wanted[view_name],  # type: ignore[union-attr]
+                                       logged)
         return response
 
     def get_online_features(self, features: list[str], entity_rows: list[dict[str, Any]],
@@ -265,13 +267,21 @@ class FeatureReader:
         return self.evaluate(plan, await self.fetch_async(client, plan), as_of)
 
 
-def value_status(value: Any, stamp: int | None, known: bool) -> str:
-    """A value's status, as Feast names them: the entity unknown, past its ttl, a null, or a value."""
+def entity_status(stamp: int | None, known: bool) -> str:
+    """An entity's status, as Feast names them: unknown, past its ttl, or present."""
     if not known:
         return "NOT_FOUND"
-    if stamp is None:
-        return "OUTSIDE_MAX_AGE"
-    return "NULL_VALUE" if value is None else "PRESENT"
+    return "OUTSIDE_MAX_AGE" if stamp is None else "PRESENT"
+
+
+def status_of_value(status: str, value: Any) -> str:
+    """A value's status from its entity's: a null of a present entity is NULL_VALUE."""
+    return "NULL_VALUE" if status == "PRESENT" and value is None else status
+
+
+def value_status(value: Any, stamp: int | None, known: bool) -> str:
+    """A value's status, as Feast names them: the entity unknown, past its ttl, a null, or a value."""
+    return status_of_value(entity_status(stamp, known), value)
 
 
 def _state_keys(view: str, version: int, entities: list[str]) -> list[str]:

@@ -16,6 +16,7 @@ them and hands them to the Kafka producer (which sends on its own thread).
 from __future__ import annotations
 
 import io
+import json
 import logging
 import queue
 import random
@@ -29,6 +30,7 @@ from typing import Any
 import fastavro
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from sinks.reads import status_of_value
 from streams.kafka_log import client_config
 from streams.settings import Settings
 
@@ -42,17 +44,15 @@ SCHEMA = {
         {"name": "as_of_ms", "type": ["null", "long"], "default": None},
         {"name": "view", "type": "string"},
         {"name": "version", "type": "int"},
+        {"name": "features", "type": {"type": "array", "items": "string"}, "doc": "the feature names, in order"},
         {"name": "entities", "type": {"type": "array", "items": {
             "type": "record", "name": "ServedEntity", "fields": [
                 {"name": "entity", "type": "string"},
-                {"name": "read_ms", "type": "long"},
+                {"name": "read_ms", "type": "long", "doc": "the time the values were evaluated at"},
                 {"name": "event_ms", "type": ["null", "long"], "default": None},
-                {"name": "features", "type": {"type": "array", "items": {
-                    "type": "record", "name": "ServedValue", "fields": [
-                        {"name": "name", "type": "string"},
-                        {"name": "value", "type": ["null", "boolean", "long", "double", "string"]},
-                        {"name": "status", "type": "string"},
-                    ]}}},
+                {"name": "status", "type": "string", "doc": "PRESENT, NOT_FOUND or OUTSIDE_MAX_AGE"},
+                {"name": "values", "type": "string",
+                 "doc": "the values in feature order, as a JSON array (null, booleans, numbers, strings)"},
             ]}}},
     ],
 }
@@ -83,15 +83,15 @@ class ServedLog:
         """Whether to log this entity's read (the configured share of them)."""
         return self.rate >= 1.0 or random.random() < self.rate
 
-    def record(self, request_ms: int, as_of_ms: int | None, view: str, version: int,
-               entities: list[tuple[str, int, int | None, list[tuple[str, Any, str]]]]) -> None:
-        """Queue one read of one view: its sampled entities as (entity, read_ms, event_ms,
-        [(name, value, status)]). Cheap: the log's thread encodes and sends."""
+    def record(self, request_ms: int, as_of_ms: int | None, view: str, version: int, features: list[str],
+               entities: list[tuple[str, int, int | None, str, list[Any]]]) -> None:
+        """Queue one read of one view: the feature names, and its sampled entities as (entity, read_ms,
+        event_ms, status, values in feature order). Cheap: the log's thread encodes and sends."""
         if not entities:
             return
         with self._idle:
             self._pending += 1
-        self._queue.put((request_ms, as_of_ms, view, version, entities))
+        self._queue.put((request_ms, as_of_ms, view, version, features, entities))
 
     def _run(self) -> None:
         while True:
@@ -107,16 +107,17 @@ class ServedLog:
                     self._pending -= 1
                     self._idle.notify_all()
 
-    def _send(self, request_ms: int, as_of_ms: int | None, view: str, version: int, entities: list) -> None:
-        """One record per read: one encoder call for all its entities (per-record calls cost 10x more)."""
+    def _send(self, request_ms: int, as_of_ms: int | None, view: str, version: int, features: list[str],
+              entities: list) -> None:
+        """One record per read, values as a JSON array per entity: a record per value cost 5 us of
+        encoding per value (11 ms for a read of 100 entities x 20 features); this, about 1 ms."""
         body = io.BytesIO()
         body.write(self._header)
         fastavro.schemaless_writer(body, _PARSED, {
-            "request_ms": request_ms, "as_of_ms": as_of_ms, "view": view, "version": version,
-            "entities": [{"entity": entity, "read_ms": read_ms, "event_ms": event_ms,
-                          "features": [{"name": n, "value": _loggable(v), "status": status}
-                                       for n, v, status in values]}
-                         for entity, read_ms, event_ms, values in entities],
+            "request_ms": request_ms, "as_of_ms": as_of_ms, "view": view, "version": version, "features": features,
+            "entities": [{"entity": entity, "read_ms": read_ms, "event_ms": event_ms, "status": status,
+                          "values": json.dumps(values, default=str)}
+                         for entity, read_ms, event_ms, status, values in entities],
         })
         while True:
             try:
@@ -140,11 +141,6 @@ class ServedLog:
         self._thread.join(5)
 
 
-def _loggable(value: Any) -> Any:
-    """A value as the log's union holds it (an integer float stays a double)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
 
 
 def read_served(settings: Settings, *, since_ms: int = 0, until_ms: int | None = None, view: str | None = None,
@@ -172,7 +168,12 @@ def read_served(settings: Settings, *, since_ms: int = 0, until_ms: int | None =
                     continue
                 if view is None or read["view"] == view:
                     for served in read["entities"]:  # one entity of one read, as `measure_skew` takes them
+                        values = json.loads(served["values"])
                         yield {"request_ms": read["request_ms"], "as_of_ms": read["as_of_ms"], "view": read["view"],
-                               "version": read["version"], **served}
+                               "version": read["version"], "entity": served["entity"], "read_ms": served["read_ms"],
+                               "event_ms": served["event_ms"],
+                               "features": [{"name": name, "value": value,
+                                             "status": status_of_value(served["status"], value)}
+                                            for name, value in zip(read["features"], values, strict=True)]}
     finally:
         consumer.close()
