@@ -16,6 +16,7 @@ run: $(STAMP)
 	$(BIN)/rillet demo
 
 test: $(STAMP)
+	@command -v chromium >/dev/null || apt-get install -y -qq chromium >/dev/null 2>&1 || echo "chromium not installed: the console's browser test skips"
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -ra
 

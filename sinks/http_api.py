@@ -15,10 +15,11 @@ the view's ttl). A bad request gets a 4xx whose `message` names the problem.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aredis
 from aiohttp import web
@@ -30,6 +31,9 @@ from streams.errors import UnknownFeatureError
 from streams.http_body import BodyError, read_json_body
 from streams.kernel.engine import AsOfTooEarlyError
 from streams.timeutil import format_ms, iso_to_ms
+
+if TYPE_CHECKING:
+    from sinks.console import Console
 
 __all__ = ["OPENAPI", "make_app", "openapi_document"]
 
@@ -80,7 +84,7 @@ def _parse_as_of(value: Any) -> int | None:
 
 
 def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int = 10_000,
-             body_timeout_s: float = 10.0) -> web.Application:
+             body_timeout_s: float = 10.0, console: Console | None = None) -> web.Application:
     """The HTTP edge over a FeatureReader; every read is one pipelined round trip to Redis.
 
     Args:
@@ -168,6 +172,39 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
     @routes.get("/openapi.json")
     async def openapi(request: web.Request) -> web.Response:
         return reply(document)
+
+    if console is not None:
+        async def lookup(query: Any) -> dict[str, Any]:
+            """One entity's features now and as of a time, for the console's lookup box."""
+            view, entity, as_of_text = query.get("view", ""), query.get("entity", "").strip(), query.get("as_of", "")
+            try:
+                as_of = None
+                if as_of_text.strip():
+                    as_of = int(as_of_text) if as_of_text.strip().isdigit() else iso_to_ms(as_of_text.strip())
+                refs = [f"{view}:*"]
+                names = reader.resolve(refs)[view]
+                entity_key = reader.views[view].entity
+                plan = reader.plan(refs, [{entity_key: entity}])
+                fetched = await reader.fetch_async(client, plan)
+                now = reader.evaluate(plan, fetched).rows[0]
+                then = reader.evaluate(plan, fetched, as_of).rows[0] if as_of is not None else {}
+            except (UnknownFeatureError, AsOfTooEarlyError, ValueError) as exc:
+                return {"error": str(exc), "view": view, "entity": entity, "as_of": as_of_text}
+            except REDIS_DOWN:
+                return {"error": "the online store does not answer", "view": view, "entity": entity,
+                        "as_of": as_of_text}
+            return {"view": view, "entity": entity, "as_of": as_of_text,
+                    "rows": [(n, now.get(f"{view}:{n}"), then.get(f"{view}:{n}")) for n in names]}
+
+        @routes.get("/")
+        async def page(request: web.Request) -> web.Response:
+            found = await lookup(request.query) if request.query.get("entity") else None
+            figures = await asyncio.to_thread(console.figures)
+            return web.Response(text=console.render(figures, found), content_type="text/html")
+
+        @routes.get("/console.json")
+        async def console_json(request: web.Request) -> web.Response:
+            return reply(await asyncio.to_thread(console.figures))
 
     app = web.Application(middlewares=[timed])
     app.add_routes(routes)

@@ -22,7 +22,8 @@ from sinks.redis_client import REDIS_DOWN
 from streams.definitions import FeatureView
 from streams.kernel.watermark import PartitionProgress
 
-__all__ = ["OnlineStore", "aggregated_counts", "events_key", "health_key", "live_key", "online_key"]
+__all__ = ["OnlineStore", "aggregated_counts", "events_key", "health_key", "history_key", "live_key", "online_key",
+           "skew_key"]
 
 log = logging.getLogger("rillet.online")
 
@@ -42,6 +43,17 @@ def live_key(view: str, version: int) -> str:
 def health_key(view: str, version: int) -> str:
     """Hash: source partition -> the worker's last health report on it (JSON; `rillet status` reads it)."""
     return f"rillet:{view}:v{version}:health"
+
+
+def history_key(view: str, version: int) -> str:
+    """Stream: each worker's progress every 10 s (per partition: events aggregated, lag), for the console's
+    charts; trimmed to about a day."""
+    return f"rillet:{view}:v{version}:history"
+
+
+def skew_key(view: str) -> str:
+    """String: the latest `rillet skew` report of a view (JSON), for the console."""
+    return f"rillet:{view}:skew"
 
 
 def aggregated_counts(progress: Iterable[tuple[int, PartitionProgress]]) -> dict[str, int]:

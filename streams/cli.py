@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from streams.errors import ConfigError, NaiveTimeError, RilletError, StackError
-from streams.kafka_log import client_config
 from streams.progress import Progress
 from streams.settings import Settings, redact_url
 from streams.timeutil import iso_to_ms
@@ -480,6 +479,7 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
 
     from replay.versions import VersionRegistry
     from sinks.redis_client import connect_redis
+    from streams.status import topic_heads, version_lag
 
     views = [_view(_views(args, settings), args.view)] if args.view else _views(args, settings)
     registry = VersionRegistry(connect_redis(settings))
@@ -495,12 +495,12 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps({"view": view.name, "versions": [],
                               "message": "no version yet: start a worker, or build one with rillet replay"}))
             continue
-        heads = _topic_heads(settings, view.topic)
+        heads = topic_heads(settings, view.topic)
         for info in listed:
             print(json.dumps({"view": view.name, "version": info.version, "state": info.state,
                               "fingerprint": info.fingerprint, "definition": info.fingerprint == view.fingerprint,
                               "created_ms": info.created_ms, "switched_ms": info.switched_ms,
-                              "events": info.events, "lag": _version_lag(settings, registry, view, info, heads)}))
+                              "events": info.events, "lag": version_lag(settings, registry, view, info, heads)}))
     return 0
 
 
@@ -517,6 +517,12 @@ def cmd_skew(args: argparse.Namespace, settings: Settings) -> int:
     print(json.dumps(summary))
     if args.prometheus:
         Path(args.prometheus).write_text(prometheus_text(report))
+    if served:
+        from sinks.online import skew_key
+        from sinks.redis_client import connect_redis
+
+        connect_redis(settings).set(skew_key(view.name), json.dumps({**report.to_dict(), "since_ms": args.since,
+                                                                    "until_ms": args.until}))  # the console shows it
     if not served:
         print(f"no logged reads of {view.name} in {settings.served_log_topic}: set RILLET_SERVED_LOG_RATE on the "
               "readers (rillet serve, get_online_features)", file=sys.stderr)
@@ -526,49 +532,18 @@ def cmd_skew(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from replay.versions import VersionRegistry
     from sinks.redis_client import connect_redis
-    from streams.status import render, view_status
+    from streams.status import render, topic_heads, version_lag, view_status
 
     views = [_view(_views(args, settings), args.view)] if args.view else _views(args, settings)
     registry = VersionRegistry(connect_redis(settings))
     rows = []
     for view in views:
-        heads = _topic_heads(settings, view.topic)
+        heads = topic_heads(settings, view.topic)
         active = next((v for v in registry.list(view.name) if v.state == "active"), None)
-        lag = _version_lag(settings, registry, view, active, heads) if active else None
+        lag = version_lag(settings, registry, view, active, heads) if active else None
         rows.append(view_status(settings, view, registry, heads, lag))
     print(render(rows, as_json=args.json))
     return 1 if args.check and any(r.verdict not in ("ok", "-") for r in rows) else 0
-
-
-def _topic_heads(settings: Settings, topic: str) -> dict[int, int]:
-    from collections import namedtuple
-
-    from confluent_kafka.admin import AdminClient
-
-    from streams.tansu import fetch_high_watermarks
-
-    meta = AdminClient(client_config(settings.bootstrap_servers)).list_topics(topic, timeout=10)
-    tp = namedtuple("tp", "topic partition")
-    partitions = [tp(topic, p) for p in sorted(meta.topics[topic].partitions)] if topic in meta.topics else []
-    return {k.partition: v for k, v in fetch_high_watermarks(settings.bootstrap_servers, partitions).items()}
-
-
-def _version_lag(settings: Settings, registry: Any, view: Any, info: Any, heads: dict[int, int]) -> int | None:
-    """Records not yet in the version: the live group's lag when active, the replay's while building."""
-    from replay.versions import live_group
-    from streams.lag import committed_offsets
-
-    if info.state == "retired" or not heads:
-        return None
-    if info.state == "building":
-        from streams.kernel.watermark import PartitionProgress
-
-        raw = registry.redis.hgetall(registry.progress_key(view.name, info.version))
-        done = {int(p): PartitionProgress.decode(v).last_offset + 1 for p, v in raw.items()}
-    else:
-        done = committed_offsets(settings, live_group(settings.worker_group, {view.name: info}),
-                                 view.topic, sorted(heads))
-    return sum(max(head - max(done.get(p, 0), 0), 0) for p, head in heads.items())
 
 
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
@@ -623,16 +598,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     else:
         first = True
     uvloop.install()
+    from sinks.console import Console
+
     served_log = _served_log(settings)
     app = make_app(FeatureReader(views, connect_redis(settings), served_log=served_log),
-                   connect_redis_async(settings, max_connections=32), max_entities=args.max_entities)
+                   connect_redis_async(settings, max_connections=32), max_entities=args.max_entities,
+                   console=Console(settings, views, connect_redis(settings)))
     if served_log is not None:
         async def flush_served_log(_app: Any) -> None:
             served_log.close()  # what was served before the stop reaches the topic
 
         app.on_cleanup.append(flush_served_log)
     ready = (f"serving {', '.join(v.name for v in views)} on http://{args.host}:{args.port} "
-             f"(POST /features/online, GET /openapi.json), {args.workers} process(es)")
+             f"(POST /features/online, GET /openapi.json, the console at /), {args.workers} process(es)")
     try:  # the line is printed once the port is bound, not before
         web.run_app(app, host=args.host, port=args.port, print=lambda _: first and print(ready, flush=True),
                     access_log=None, reuse_port=args.workers > 1 or None,

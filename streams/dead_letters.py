@@ -12,7 +12,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from streams.kafka_log import client_config
 from streams.settings import Settings
 
-__all__ = ["DeadLetterLog", "dead_letters_since", "read_dead_letters"]
+__all__ = ["DeadLetterLog", "dead_letters_since", "latest_dead_letters", "read_dead_letters"]
 
 
 def read_dead_letters(settings: Settings, topic: str, *, idle_s: float = 5.0) -> Iterator[dict]:
@@ -85,6 +85,43 @@ def dead_letters_since(settings: Settings, topic: str, since_ms: int, *, timeout
     finally:
         consumer.close()
     return counts
+
+
+def latest_dead_letters(settings: Settings, topic: str, count: int, *, timeout_s: float = 5.0) -> list[dict]:
+    """The newest `count` dead letters of `topic` (newest first): reason, error, source, record time."""
+    from streams.tansu import fetch_high_watermarks
+
+    consumer = Consumer(client_config(settings.bootstrap_servers, **{
+        "group.id": f"rillet-dlq-tail-{uuid.uuid4()}", "enable.auto.commit": False, "fetch.wait.max.ms": 50}))
+    found: list[dict] = []
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if metadata is None or metadata.error:
+            return found
+        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+        heads = {tp.partition: head for tp, head in fetch_high_watermarks(
+            settings.bootstrap_servers, partitions, timeout_s).items()}
+        todo = {p: head for p, head in heads.items() if head > 0}
+        if not todo:
+            return found
+        consumer.assign([TopicPartition(topic, p, max(head - count, 0)) for p, head in todo.items()])
+        position = {p: max(head - count, 0) for p, head in todo.items()}
+        deadline = time.monotonic() + timeout_s
+        while any(position[p] < todo[p] for p in todo) and time.monotonic() < deadline:
+            for msg in consumer.consume(count * len(todo), timeout=0.2):
+                if msg.error():
+                    continue
+                position[msg.partition()] = msg.offset() + 1
+                headers = {k.removeprefix("rillet."): v.decode(errors="replace") for k, v in (msg.headers() or [])}
+                found.append({
+                    "reason": headers.get("reason", "unknown"), "error": headers.get("error", ""),
+                    "source": f"{headers.get('source.topic', '?')}:{headers.get('source.partition', '?')}"
+                              f"@{headers.get('source.offset', '?')}",
+                    "timestamp_ms": msg.timestamp()[1] if msg.timestamp()[0] else None,
+                })
+    finally:
+        consumer.close()
+    return sorted(found, key=lambda d: d["timestamp_ms"] or 0, reverse=True)[:count]
 
 
 class DeadLetterLog:

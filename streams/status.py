@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from streams.definitions import FeatureView
+from streams.kafka_log import client_config
 from streams.settings import Settings
 from streams.timeutil import duration_label
 
-__all__ = ["ViewStatus", "render", "view_status"]
+__all__ = ["ViewStatus", "render", "topic_heads", "version_lag", "view_status"]
 
 HOUR_MS = 3_600_000
 REPORT_STALE_MS = 30_000  # a partition whose last health report is older has no live worker
@@ -108,3 +109,34 @@ def render(rows: list[ViewStatus], *, as_json: bool = False) -> str:
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
     return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
                      for row in lines)
+
+
+def topic_heads(settings: Settings, topic: str) -> dict[int, int]:
+    from collections import namedtuple
+
+    from confluent_kafka.admin import AdminClient
+
+    from streams.tansu import fetch_high_watermarks
+
+    meta = AdminClient(client_config(settings.bootstrap_servers)).list_topics(topic, timeout=10)
+    tp = namedtuple("tp", "topic partition")
+    partitions = [tp(topic, p) for p in sorted(meta.topics[topic].partitions)] if topic in meta.topics else []
+    return {k.partition: v for k, v in fetch_high_watermarks(settings.bootstrap_servers, partitions).items()}
+
+
+def version_lag(settings: Settings, registry: Any, view: Any, info: Any, heads: dict[int, int]) -> int | None:
+    """Records not yet in the version: the live group's lag when active, the replay's while building."""
+    from replay.versions import live_group
+    from streams.lag import committed_offsets
+
+    if info.state == "retired" or not heads:
+        return None
+    if info.state == "building":
+        from streams.kernel.watermark import PartitionProgress
+
+        raw = registry.redis.hgetall(registry.progress_key(view.name, info.version))
+        done = {int(p): PartitionProgress.decode(v).last_offset + 1 for p, v in raw.items()}
+    else:
+        done = committed_offsets(settings, live_group(settings.worker_group, {view.name: info}),
+                                 view.topic, sorted(heads))
+    return sum(max(head - max(done.get(p, 0), 0), 0) for p, head in heads.items())

@@ -30,7 +30,7 @@ from replay.versions import live_group
 from schemas.codec import EventDecoder
 from schemas.store import SchemaStore
 from sinks.offline import OfflineStore
-from sinks.online import OnlineStore, health_key
+from sinks.online import OnlineStore, health_key, history_key
 from sinks.records import StateWrite
 from sinks.redis_client import REDIS_DOWN, connect_redis_async, mget
 from streams import batch_transport, faults
@@ -122,6 +122,7 @@ class ViewAgent:
         self.gap_reader = GapReader(settings.bootstrap_servers)
         self.last_event_ms = 0
         self._read_until: dict[int, tuple[int, int | None]] = {}  # partition -> (lag, last record's timestamp)
+        self._history_ms = 0
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         if view.freshness_ms is not None:
             metrics.freshness_target.labels(view.name).set(view.freshness_ms / 1000)
@@ -411,8 +412,19 @@ class ViewAgent:
         if report:
             try:
                 await asyncio.wait_for(self.redis.hset(health_key(name, self.version), mapping=report), 1.0)
+                if now_ms - self._history_ms >= HISTORY_EVERY_MS:
+                    progress = {str(p): [self.watermarks.entry(p).aggregated, self._read_until.get(p, (0, None))[0]]
+                                for p in assigned}
+                    await asyncio.wait_for(self.redis.xadd(
+                        history_key(name, self.version), {"at_ms": now_ms, "partitions": json.dumps(progress)},
+                        maxlen=HISTORY_KEPT, approximate=True), 1.0)
+                    self._history_ms = now_ms
             except (TimeoutError, redis.RedisError, *REDIS_DOWN):
                 pass  # Redis is down: the batches wait for it, and so does this report
+
+
+HISTORY_EVERY_MS = 10_000  # a point of the console's charts
+HISTORY_KEPT = 10_000  # points per view version (about a day from a few workers)
 
 
 class QuietMonitor(Monitor):
