@@ -29,7 +29,7 @@ from typing import Any
 
 import redis
 
-from sinks.online import events_key, live_key
+from sinks.online import events_key, health_key, history_key, live_key
 from streams.definitions import DEFAULT_MAX_FUTURE, Feature, FeatureView
 from streams.errors import RilletError
 from streams.kernel.windows import Session, Sliding, Tumbling
@@ -217,7 +217,8 @@ class VersionRegistry:
             for batch in _batched(self.redis.scan_iter(f"rillet:{view}:v{info.version}:e:*", count=1000), 1000):
                 self.redis.unlink(*batch)
             self.redis.delete(self.progress_key(view, info.version), events_key(view, info.version),
-                              live_key(view, info.version))
+                              live_key(view, info.version), health_key(view, info.version),
+                              history_key(view, info.version))
             self.redis.hdel(self.versions_key(view), str(info.version))
             removed.append(info.version)
         return removed
