@@ -39,7 +39,8 @@ from sinks.records import EventRows
 from streams.definitions import FeatureView
 from streams.timeutil import utc_from_ms
 
-__all__ = ["OfflineStore", "event_log_schema", "field_type", "read_offline", "scan_offline", "source_fields"]
+__all__ = ["OfflineStore", "event_log_schema", "field_type", "publish", "read_offline", "scan_offline",
+           "source_fields"]
 
 _AVRO_TO_ARROW = {
     "int": pa.int64(), "long": pa.int64(), "float": pa.float64(), "double": pa.float64(),
@@ -104,7 +105,7 @@ class OfflineStore:
             date = utc_from_ms(int(key_day[lo]) * _DAY_MS).date().isoformat()
             offsets = rows.offset[group]
             name = f"part-{int(key_partition[lo])}-{int(offsets.min()):012d}-{int(offsets.max()):012d}.parquet"
-            written.append(_publish(table.take(pa.array(group)), self.base / f"date={date}" / name))
+            written.append(publish(table.take(pa.array(group)), self.base / f"date={date}" / name))
         return written
 
     def offsets_written_after(self, partition: int, committed_offset: int) -> set[int]:
@@ -132,7 +133,7 @@ class OfflineStore:
         return pa.Table.from_arrays(columns, schema=self.schema)
 
 
-def _publish(table: pa.Table, path: Path) -> Path:
+def publish(table: pa.Table, path: Path) -> Path:
     """Write to a hidden temporary file, fsync, rename: readers see all of it or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp"

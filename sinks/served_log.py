@@ -28,13 +28,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import fastavro
+import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from sinks.reads import status_of_value
 from streams.kafka_log import client_config
 from streams.settings import Settings
 
-__all__ = ["SCHEMA", "ServedLog", "read_served"]
+__all__ = ["SCHEMA", "ServedLog", "land_served", "read_served"]
 
 SCHEMA = {
     "type": "record", "name": "ServedRead", "namespace": "rillet",
@@ -177,3 +178,68 @@ def read_served(settings: Settings, *, since_ms: int = 0, until_ms: int | None =
                                             for name, value in zip(read["features"], values, strict=True)]}
     finally:
         consumer.close()
+
+
+LANDER_GROUP = "rillet-served-lander"
+
+SERVED_ROWS = pa.schema([
+    ("request_ms", pa.int64()), ("as_of_ms", pa.int64()), ("view", pa.string()), ("version", pa.int32()),
+    ("entity", pa.string()), ("read_ms", pa.int64()), ("event_ms", pa.int64()), ("status", pa.string()),
+    ("features", pa.list_(pa.string())), ("values", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
+])
+
+
+def land_served(settings: Settings, *, idle_s: float = 3.0) -> int:
+    """Copy the served-feature log into the offline store as Parquet, one row per entity of a read:
+    `{offline}/served/date=YYYY-MM-DD/part-{partition}-{first}-{last}.parquet` (the request's UTC date).
+
+    A consumer group (`rillet-served-lander`) remembers how far it got; a file is published
+    (temp file, fsync, rename) before its offsets are committed, and named by its offset
+    range, so a lander killed in between writes the same file again, not a second copy.
+    Returns the rows landed.
+    """
+    from sinks.offline import publish
+
+    topic = settings.served_log_topic
+    consumer = Consumer(client_config(settings.bootstrap_servers, **{
+        "group.id": LANDER_GROUP, "enable.auto.commit": False, "auto.offset.reset": "earliest"}))
+    landed = 0
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error:
+            return 0
+        # assigned, not subscribed: one lander needs no group membership, only the group's commits
+        committed = consumer.committed([TopicPartition(topic, p) for p in sorted(metadata.partitions)], timeout=10)
+        consumer.assign([TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+                         for tp in committed])
+        last = time.monotonic()
+        while time.monotonic() - last < idle_s:
+            messages = [m for m in consumer.consume(5000, timeout=0.5) if not m.error() and m.value()]
+            if not messages:
+                continue
+            last = time.monotonic()
+            by_file: dict[tuple[str, int], list] = {}
+            for msg in messages:
+                body = io.BytesIO(msg.value())
+                body.seek(5)
+                read = fastavro.schemaless_reader(body, _PARSED, None)
+                day = time.strftime("%Y-%m-%d", time.gmtime(read["request_ms"] / 1000))
+                for served in read["entities"]:
+                    by_file.setdefault((day, msg.partition()), []).append({
+                        "request_ms": read["request_ms"], "as_of_ms": read["as_of_ms"], "view": read["view"],
+                        "version": read["version"], "entity": served["entity"], "read_ms": served["read_ms"],
+                        "event_ms": served["event_ms"], "status": served["status"], "features": read["features"],
+                        "values": served["values"], "partition": msg.partition(), "offset": msg.offset()})
+            for (day, partition), rows in sorted(by_file.items()):
+                first, last_offset = rows[0]["offset"], rows[-1]["offset"]
+                name = f"part-{partition}-{first:012d}-{last_offset:012d}.parquet"
+                publish(pa.Table.from_pylist(rows, schema=SERVED_ROWS),
+                        settings.offline_root / "served" / f"date={day}" / name)
+                landed += len(rows)
+            ends: dict[int, int] = {}
+            for msg in messages:
+                ends[msg.partition()] = max(ends.get(msg.partition(), -1), msg.offset() + 1)
+            consumer.commit(offsets=[TopicPartition(topic, p, end) for p, end in ends.items()], asynchronous=False)
+    finally:
+        consumer.close()
+    return landed

@@ -199,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     skew.add_argument("--examples", type=int, default=5, help="examples kept per feature")
     skew.add_argument("--prometheus", metavar="FILE", help="also write the figures as Prometheus metrics to FILE")
 
+    land = sub.add_parser("land-served", help="copy the served-feature log into the offline store as Parquet "
+                          "({offline}/served/date=.../), from where the last run stopped")
+    land.add_argument("--idle", type=_not_negative, default=3.0, metavar="SECONDS",
+                      help="stop after this long without a new record (default 3)")
+
     versions = sub.add_parser("versions", help="list a view's versions (or 'versions gc' to delete retired ones)")
     versions.add_argument("action", nargs="?", choices=["list", "gc"], default="list")
     versions.add_argument("--features", dest="sub_features", help="feature definitions file")
@@ -529,6 +534,15 @@ def cmd_skew(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if report.mismatch_rate > args.threshold else 0
 
 
+def cmd_land_served(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.served_log import land_served
+
+    rows = land_served(settings, idle_s=args.idle)
+    print(json.dumps({"topic": settings.served_log_topic, "rows": rows,
+                      "path": str(settings.offline_root / "served")}))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from replay.versions import VersionRegistry
     from sinks.redis_client import connect_redis
@@ -690,7 +704,8 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 COMMANDS = {"up": cmd_up, "worker": cmd_worker, "publish": cmd_publish, "get": cmd_get, "demo": cmd_demo,
             "schemas": cmd_schemas, "registry": cmd_registry, "serve": cmd_serve,
             "dlq": cmd_dlq, "restore": cmd_restore, "historical": cmd_historical, "replay": cmd_replay,
-            "versions": cmd_versions, "status": cmd_status, "skew": cmd_skew}
+            "versions": cmd_versions, "status": cmd_status, "skew": cmd_skew,
+            "land-served": cmd_land_served}
 
 
 def main(argv: list[str] | None = None) -> int:

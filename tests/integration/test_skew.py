@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from sinks.online import online_key
@@ -49,6 +51,13 @@ def skew(settings, features, view, *extra):
                             env={**os.environ, **settings.to_env()})
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     return result.returncode, {line["feature"]: line for line in lines[:-1]}, lines[-1], result.stderr
+
+
+def land(settings):
+    result = subprocess.run([sys.executable, "-m", "streams.cli", "land-served", "--idle", "2"], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, **settings.to_env()})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_skew_is_zero_when_nothing_is_wrong_and_names_what_a_fault_broke(stack, tmp_path):
@@ -98,6 +107,7 @@ def test_skew_is_zero_when_nothing_is_wrong_and_names_what_a_fault_broke(stack, 
                        alive=worker.alive)
         code, per_feature, summary, _ = skew(settings, features, view, "--since", str(faults_from), "--examples", "20",
                                              "--prometheus", str(tmp_path / "skew.prom"))
+        landed = [land(settings) for _ in range(2)]  # the second run resumes where the first stopped
     finally:
         log.close()
         worker.stop()
@@ -108,5 +118,11 @@ def test_skew_is_zero_when_nothing_is_wrong_and_names_what_a_fault_broke(stack, 
     assert per_feature["amount_sum_5m"]["missing"] == 5 and per_feature["amount_sum_5m"]["mismatches"] == 5
     count = per_feature["amount_count_1h_every_5m"]
     assert count["mismatches"] == 5 and count["largest_error"] == 3
+    assert [r["rows"] for r in landed] == [2010, 0]
+    table = pq.ParquetDataset(settings.offline_root / "served").read()
+    assert table.num_rows == 2010 and set(table["view"].to_pylist()) == {view.name}
+    lost_rows = table.filter(pc.and_(pc.equal(table["entity"], lost), pc.equal(table["status"], "NOT_FOUND")))
+    assert lost_rows.num_rows == 5 and json.loads(lost_rows["values"][0].as_py()) == [None] * len(
+        lost_rows["features"][0].as_py())
     exposition = (tmp_path / "skew.prom").read_text()
     assert f'rillet_skew_mismatches{{view="{view.name}",feature="amount_count_1h_every_5m"}} 5.0' in exposition
