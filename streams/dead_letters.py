@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -30,17 +31,54 @@ def read_dead_letters(settings: Settings, topic: str, *, idle_s: float = 5.0) ->
             if msg is None or msg.error():
                 continue
             last = time.monotonic()
-            headers = {k.removeprefix("rillet."): v.decode(errors="replace") for k, v in (msg.headers() or [])}
-            yield {
-                "reason": headers.get("reason", "unknown"),
-                "error": headers.get("error", ""),
-                "source": f"{headers.get('source.topic', '?')}:{headers.get('source.partition', '?')}"
-                          f"@{headers.get('source.offset', '?')}",
-                "event_time_ms": int(headers["event_time_ms"]) if "event_time_ms" in headers else None,
-                "watermark_ms": int(headers["watermark_ms"]) if "watermark_ms" in headers else None,
-                "key": msg.key().decode(errors="replace") if msg.key() else None,
-                "bytes": len(msg.value() or b""),
-            }
+            letter = _letter(msg)
+            yield {**letter, "key": msg.key().decode(errors="replace") if msg.key() else None,
+                   "bytes": len(msg.value() or b"")}
+    finally:
+        consumer.close()
+
+
+def _letter(msg: Any) -> dict:
+    """A dead letter's rillet headers: why it was rejected, and where it came from."""
+    headers = {k.removeprefix("rillet."): v.decode(errors="replace") for k, v in (msg.headers() or [])}
+    return {
+        "reason": headers.get("reason", "unknown"),
+        "error": headers.get("error", ""),
+        "source": f"{headers.get('source.topic', '?')}:{headers.get('source.partition', '?')}"
+                  f"@{headers.get('source.offset', '?')}",
+        "event_time_ms": int(headers["event_time_ms"]) if "event_time_ms" in headers else None,
+        "watermark_ms": int(headers["watermark_ms"]) if "watermark_ms" in headers else None,
+    }
+
+
+def _read_to_heads(settings: Settings, topic: str, starts: Callable[[Consumer, list[TopicPartition],
+                   dict[int, int]], dict[int, int]], timeout_s: float) -> Iterator[Any]:
+    """The records of every partition of `topic` from `starts(consumer, partitions, heads)` (partition
+    -> first offset) up to the partition heads as they were when it began, or until `timeout_s`."""
+    from streams.tansu import fetch_high_watermarks
+
+    consumer = Consumer(client_config(settings.bootstrap_servers, **{
+        "group.id": f"rillet-dlq-scan-{uuid.uuid4()}", "enable.auto.commit": False, "fetch.wait.max.ms": 50,
+        "auto.offset.reset": "earliest"}))  # a start the retention already deleted: from the first kept record
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if metadata is None or metadata.error:
+            return
+        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+        heads = {tp.partition: head for tp, head in
+                 fetch_high_watermarks(settings.bootstrap_servers, partitions, timeout_s).items()}
+        position = {p: min(max(start, 0), heads.get(p, 0)) for p, start in starts(consumer, partitions, heads).items()}
+        todo = {p: heads.get(p, 0) for p in position if position[p] < heads.get(p, 0)}
+        if not todo:
+            return
+        consumer.assign([TopicPartition(topic, p, position[p]) for p in todo])
+        deadline = time.monotonic() + timeout_s
+        while any(position[p] < todo[p] for p in todo) and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, timeout=0.2):
+                if msg.error():
+                    continue
+                position[msg.partition()] = msg.offset() + 1
+                yield msg
     finally:
         consumer.close()
 
@@ -50,77 +88,32 @@ def dead_letters_since(settings: Settings, topic: str, since_ms: int, *, timeout
 
     Starts each partition at the first offset at or after that time (the broker's time
     index), so an old, long dead-letter topic is not read from its start."""
-    from streams.tansu import fetch_high_watermarks
-
-    consumer = Consumer(client_config(settings.bootstrap_servers, **{
-        "group.id": f"rillet-dlq-count-{uuid.uuid4()}", "enable.auto.commit": False, "fetch.wait.max.ms": 50}))
-    counts: dict[str, int] = {}
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-        if metadata is None or metadata.error:
-            return counts
-        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-        heads = fetch_high_watermarks(settings.bootstrap_servers, partitions, timeout_s)
+    def starts(consumer: Consumer, partitions: list[TopicPartition], heads: dict[int, int]) -> dict[int, int]:
         try:
-            starts = consumer.offsets_for_times([TopicPartition(topic, p.partition, since_ms) for p in partitions],
-                                                timeout=timeout_s)
+            found = consumer.offsets_for_times([TopicPartition(topic, tp.partition, since_ms) for tp in partitions],
+                                               timeout=timeout_s)
         except Exception:  # a broker without a time index: read from the start, filter by record time
-            starts = [TopicPartition(topic, p.partition, OFFSET_BEGINNING) for p in partitions]
-        todo = {tp.partition: heads.get(TopicPartition(topic, tp.partition), 0) for tp in starts}
-        starts = [tp if tp.offset >= 0 or tp.offset == OFFSET_BEGINNING else
-                  TopicPartition(topic, tp.partition, todo[tp.partition]) for tp in starts]
-        position = {tp.partition: max(tp.offset, 0) for tp in starts}
-        consumer.assign(starts)
-        deadline = time.monotonic() + timeout_s
-        while any(position[p] < todo[p] for p in todo) and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, timeout=0.2):
-                if msg.error():
-                    continue
-                position[msg.partition()] = msg.offset() + 1
-                kind, stamp = msg.timestamp()
-                if kind and stamp < since_ms:
-                    continue
-                reason = dict(msg.headers() or []).get("rillet.reason", b"unknown").decode(errors="replace")
-                counts[reason] = counts.get(reason, 0) + 1
-    finally:
-        consumer.close()
+            return {tp.partition: 0 for tp in partitions}
+        # -1: no record at or after the time (nothing to read)
+        return {tp.partition: tp.offset if tp.offset >= 0 else heads.get(tp.partition, 0) for tp in found}
+
+    counts: dict[str, int] = {}
+    for msg in _read_to_heads(settings, topic, starts, timeout_s):
+        kind, stamp = msg.timestamp()
+        if kind and stamp < since_ms:
+            continue
+        reason = dict(msg.headers() or []).get("rillet.reason", b"unknown").decode(errors="replace")
+        counts[reason] = counts.get(reason, 0) + 1
     return counts
 
 
 def latest_dead_letters(settings: Settings, topic: str, count: int, *, timeout_s: float = 5.0) -> list[dict]:
     """The newest `count` dead letters of `topic` (newest first): reason, error, source, record time."""
-    from streams.tansu import fetch_high_watermarks
+    def starts(consumer: Consumer, partitions: list[TopicPartition], heads: dict[int, int]) -> dict[int, int]:
+        return {p: head - count for p, head in heads.items()}
 
-    consumer = Consumer(client_config(settings.bootstrap_servers, **{
-        "group.id": f"rillet-dlq-tail-{uuid.uuid4()}", "enable.auto.commit": False, "fetch.wait.max.ms": 50}))
-    found: list[dict] = []
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-        if metadata is None or metadata.error:
-            return found
-        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-        heads = {tp.partition: head for tp, head in fetch_high_watermarks(
-            settings.bootstrap_servers, partitions, timeout_s).items()}
-        todo = {p: head for p, head in heads.items() if head > 0}
-        if not todo:
-            return found
-        consumer.assign([TopicPartition(topic, p, max(head - count, 0)) for p, head in todo.items()])
-        position = {p: max(head - count, 0) for p, head in todo.items()}
-        deadline = time.monotonic() + timeout_s
-        while any(position[p] < todo[p] for p in todo) and time.monotonic() < deadline:
-            for msg in consumer.consume(count * len(todo), timeout=0.2):
-                if msg.error():
-                    continue
-                position[msg.partition()] = msg.offset() + 1
-                headers = {k.removeprefix("rillet."): v.decode(errors="replace") for k, v in (msg.headers() or [])}
-                found.append({
-                    "reason": headers.get("reason", "unknown"), "error": headers.get("error", ""),
-                    "source": f"{headers.get('source.topic', '?')}:{headers.get('source.partition', '?')}"
-                              f"@{headers.get('source.offset', '?')}",
-                    "timestamp_ms": msg.timestamp()[1] if msg.timestamp()[0] else None,
-                })
-    finally:
-        consumer.close()
+    found = [{**_letter(msg), "timestamp_ms": msg.timestamp()[1] if msg.timestamp()[0] else None}
+             for msg in _read_to_heads(settings, topic, starts, timeout_s)]
     return sorted(found, key=lambda d: d["timestamp_ms"] or 0, reverse=True)[:count]
 
 

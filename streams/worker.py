@@ -380,17 +380,18 @@ class ViewAgent:
             m.last_event_ms.labels(name).set(self.last_event_ms)
             m.delay.labels(name).set(time.time() - self.last_event_ms / 1000)
         m.batch_seconds.labels(name).observe(seconds)
-        last_offsets: dict[int, int] = {}
+        last_read: dict[int, SourceRecord] = {}  # partition -> its record with the greatest offset
         for r in records:
-            last_offsets[r.partition] = max(r.offset, last_offsets.get(r.partition, -1))
-        for partition, offset in last_offsets.items():
+            if r.partition not in last_read or r.offset > last_read[r.partition].offset:
+                last_read[r.partition] = r
+        for partition, record in last_read.items():
+            offset = record.offset
             tp = next((tp for tp in self.app.consumer.assignment()
                        if tp.topic == self.view.topic and tp.partition == partition), None)
             head = self.app.consumer.highwater(tp) if tp is not None else None
             if head is not None:
                 m.lag.labels(name, str(partition)).set(max(head - offset - 1, 0))
-                stamp = next((r.timestamp_ms for r in reversed(records) if r.partition == partition), None)
-                self._read_until[partition] = (max(head - offset - 1, 0), stamp)
+                self._read_until[partition] = (max(head - offset - 1, 0), record.timestamp_ms)
 
     async def report_health(self) -> None:
         """Freshness and lag per assigned partition, now: to /metrics, and to Redis for `rillet status`.

@@ -35,6 +35,7 @@ from streams.kernel.event_columns import BatchField, FieldGroups
 from streams.kernel.windows import Session
 
 __all__ = [
+    "NO_WATERMARK",
     "AsOfTooEarlyError",
     "EntityState",
     "Event",
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 _FORMAT = 1
+NO_WATERMARK = -(2**62)  # below any event time: a partition with no watermark yet
 
 
 class AsOfTooEarlyError(RilletError, ValueError):
@@ -182,9 +184,10 @@ class ViewEngine:
         self.outputs.append(_Output(name, "pane", group, slots.index(slot), panes))
 
     # ------------------------------------------------------------------- apply
-    def is_late(self, event_ms: int, watermark_ms: int | None) -> bool:
-        """Late: earlier than the partition watermark minus grace (semantics.md, "Lateness")."""
-        return watermark_ms is not None and event_ms < watermark_ms - self.grace_ms
+    def late(self, event_ms: np.ndarray, watermarks_before: np.ndarray) -> np.ndarray:
+        """Which events are late: earlier than their partition's watermark before them minus grace
+        (semantics.md, "Lateness"); `NO_WATERMARK` marks a partition with none yet."""
+        return (watermarks_before > NO_WATERMARK) & (event_ms < watermarks_before - self.grace_ms)
 
     def is_from_future(self, event_ms: int, record_ms: int | None) -> bool:
         """From the future: later than its record's timestamp by more than max_future ("Lateness").

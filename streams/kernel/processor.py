@@ -19,12 +19,10 @@ import numpy as np
 from schemas.codec import EventDecoder
 from sinks.records import EventRows, StateWrite
 from streams.errors import EventDecodeError
-from streams.kernel.engine import EntityState, Event, EventBatch, ViewEngine
+from streams.kernel.engine import NO_WATERMARK, EntityState, Event, EventBatch, ViewEngine
 from streams.kernel.watermark import Watermarks
 
 __all__ = ["BatchResult", "DeadLetter", "SourceRecord", "ViewProcessor"]
-
-_NO_WATERMARK = -(2**62)  # below any event time: a partition with no watermark yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +148,7 @@ class ViewProcessor:
         """The batch without its late events, which become dead letters (semantics.md, "Lateness")."""
         grace = self.engine.grace_ms
         before = self._watermarks(batch)
-        late = (before > _NO_WATERMARK) & (batch.event_ms < before - grace)
+        late = self.engine.late(batch.event_ms, before)
         if not late.any():
             return batch, positions
         for i in np.flatnonzero(late).tolist():
@@ -199,14 +197,14 @@ class ViewProcessor:
                                     applied_only.offsets, applied_only.fields)
 
     def _watermarks(self, batch: EventBatch) -> np.ndarray:
-        """Each event's partition watermark before it (`_NO_WATERMARK` for none yet); fills in the batch's
+        """Each event's partition watermark before it (`NO_WATERMARK` for none yet); fills in the batch's
         watermarks after each event and advances the stored ones: a running maximum per partition."""
         before = np.empty(len(batch), dtype=np.int64)
         for partition in np.unique(batch.partitions).tolist():
             where = np.flatnonzero(batch.partitions == partition)
             start = self.watermarks.get(partition)
             running = np.maximum.accumulate(np.concatenate((
-                [_NO_WATERMARK if start is None else start], batch.event_ms[where])))
+                [NO_WATERMARK if start is None else start], batch.event_ms[where])))
             before[where] = running[:-1]
             batch.watermarks[where] = running[1:]
             self.watermarks.advance(partition, int(running[-1]))
