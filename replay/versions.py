@@ -32,7 +32,7 @@ import redis
 from sinks.online import events_key, health_key, history_key, live_key
 from streams.definitions import DEFAULT_MAX_FUTURE, Feature, FeatureView
 from streams.errors import RilletError
-from streams.kernel.windows import Session, Sliding, Tumbling
+from streams.kernel.windows import Lifetime, Session, Sliding, Tumbling
 
 __all__ = ["VersionInfo", "VersionMismatchError", "VersionRegistry", "live_group", "view_from_spec", "view_spec"]
 
@@ -80,6 +80,8 @@ def view_spec(view: FeatureView) -> dict[str, Any]:
             return ["session", w.gap_ms]
         if isinstance(w, Sliding):
             return ["sliding", w.size_ms, w.step_ms]
+        if isinstance(w, Lifetime):
+            return ["lifetime"]
         return ["tumbling", w.size_ms]
 
     return {"name": view.name, "topic": view.topic, "entity": view.entity, "event_time": view.event_time,
@@ -90,7 +92,7 @@ def view_spec(view: FeatureView) -> dict[str, Any]:
 
 def view_from_spec(spec: dict[str, Any]) -> FeatureView:
     """The FeatureView a version was built with (for evaluating its states; its schema file may be gone)."""
-    kinds = {"session": Session, "sliding": Sliding, "tumbling": Tumbling}
+    kinds = {"session": Session, "sliding": Sliding, "tumbling": Tumbling, "lifetime": Lifetime}
     features = [Feature(fld, agg, kinds[w[0]](*w[1:]), name=name) for name, fld, agg, w in spec["features"]]
     return FeatureView(spec["name"], spec["topic"], spec["schema"], spec["entity"], features,
                        ttl=spec["ttl_ms"], grace=spec["grace_ms"], event_time=spec["event_time"],

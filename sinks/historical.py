@@ -22,6 +22,7 @@ from sinks.offline import field_type, scan_offline, source_fields
 from sinks.reads import resolve_features
 from streams.definitions import FeatureView
 from streams.errors import ConfigError, UnknownFeatureError
+from streams.kernel.catalog import get_aggregation
 from streams.kernel.engine import ViewEngine
 from streams.kernel.point_in_time import EventLog, epoch_ms, evaluate_at
 from streams.timeutil import iso_to_ms
@@ -224,6 +225,11 @@ def _column(view: FeatureView, engine: ViewEngine, name: str, found: tuple[np.nd
         return pa.array(values.astype(np.int64), type=pa.int64(), mask=~present).cast(kind)
     if pa.types.is_integer(kind) and values.dtype.kind == "f":
         values = np.where(present, values, 0).astype(np.int64)
+    if pa.types.is_list(kind):  # last_k, first_k, top_k: Python lists per row (top_k's pairs as structs)
+        pairs = pa.types.is_struct(kind.value_type)
+        rows = [(([{"value": v, "count": n} for v, n in row] if pairs else row) if p else None)
+                for row, p in zip(values.tolist(), present.tolist(), strict=True)]
+        return pa.array(rows, type=kind)
     return pa.array(values, type=kind, mask=~present, from_pandas=False)
 
 
@@ -231,11 +237,8 @@ def _value_type(view: FeatureView, engine: ViewEngine, name: str) -> pa.DataType
     if name in engine.session_columns:
         return pa.bool_() if name.endswith("_active") else _TS
     feature = next(f for f in view.features if f.name == name)
-    if feature.aggregation in ("count", "count_distinct"):
-        return pa.int64()
-    if feature.aggregation in ("mean", "stddev"):
-        return pa.float64()
-    return field_type(view, feature.field)
+    return get_aggregation(feature.aggregation).output_type(
+        field_type(view, feature.field) if feature.field is not None else pa.int64())
 
 
 def empty_log(view: FeatureView) -> pa.Table:

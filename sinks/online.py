@@ -67,7 +67,8 @@ class OnlineStore:
     def __init__(self, view: FeatureView, version: int = 1) -> None:
         self.view = view
         self.version = version
-        self.expire_ms = view.ttl_ms + view.longest_window_ms
+        # a lifetime window's state is the entity's whole history: it never expires
+        self.expire_ms = None if view.has_lifetime else view.ttl_ms + view.longest_window_ms
 
     def key(self, entity: str) -> str:
         return online_key(self.view.name, self.version, entity)

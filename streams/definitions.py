@@ -17,8 +17,8 @@ from functools import cached_property
 from pathlib import Path
 
 from streams.errors import DefinitionError
-from streams.kernel.aggregations import get_aggregation
-from streams.kernel.windows import Session, Sliding, Tumbling, Window
+from streams.kernel.catalog import get_aggregation
+from streams.kernel.windows import Lifetime, Session, Sliding, Tumbling, Window
 from streams.timeutil import duration_label, to_ms
 
 __all__ = ["DEFAULT_MAX_FUTURE", "Feature", "FeatureView", "NotNull", "Range", "check_against_schema", "load_views"]
@@ -60,7 +60,9 @@ class Range:
 class Feature:
     """`aggregation(field)` over `window`; named `{field}_{aggregation}_{window}` by default.
 
-    `field` may be None for `count` (count events).
+    `aggregation` is a name, with its parameter where it takes one: `"sum"`, `"last_k(5)"`,
+    `"top_k(3)"`, `"approx_percentile(0.99)"` (named `amount_p99_1h`), `"decayed_sum(1h)"`.
+    `field` may be None for `count` (count events) and `age` (time since the entity's first event).
     """
 
     field: str | None
@@ -70,16 +72,22 @@ class Feature:
 
     def __post_init__(self) -> None:
         agg = get_aggregation(self.aggregation)
-        if self.field is None and not agg.counts_nulls:
-            raise DefinitionError(f"Feature {self.aggregation}: needs a field (only count may omit it)")
-        if not isinstance(self.window, Tumbling | Sliding | Session):
+        object.__setattr__(self, "aggregation", agg.name)  # the canonical spelling: "last_k( 5 )" is "last_k(5)"
+        if self.field is None and agg.needs_field:
+            raise DefinitionError(f"Feature {self.aggregation}: needs a field (only count and age may omit it)")
+        if self.field is not None and not agg.takes_field:
+            raise DefinitionError(f"Feature {self.aggregation}: takes no field (got {self.field!r}); pass None")
+        if not isinstance(self.window, Tumbling | Sliding | Session | Lifetime):
             raise DefinitionError(
-                f"Feature {self.field}.{self.aggregation}: window must be Tumbling, Sliding or "
-                f"Session, got {self.window!r}"
+                f"Feature {self.field}.{self.aggregation}: window must be Tumbling, Sliding, Session or "
+                f"Lifetime, got {self.window!r}"
             )
+        if agg.lifetime_only and not isinstance(self.window, Lifetime):
+            raise DefinitionError(f"Feature {self.field}.{self.aggregation}: {agg.name} is defined over the "
+                                  f"entity's whole history; use window=Lifetime(), not {self.window!r}")
         if not self.name:
             prefix = f"{self.field}_" if self.field else ""
-            object.__setattr__(self, "name", f"{prefix}{self.aggregation}_{self.window.label}")
+            object.__setattr__(self, "name", f"{prefix}{agg.label}_{self.window.label}")
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,11 @@ class FeatureView:
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def has_lifetime(self) -> bool:
+        """A lifetime window reaches back to the entity's first event: its state never expires."""
+        return any(isinstance(f.window, Lifetime) for f in self.features)
 
     @property
     def longest_window_ms(self) -> int:

@@ -20,15 +20,62 @@ class OEvent:
     offset: int
 
 
-def _agg(name: str, field: str | None, events: list[OEvent]) -> Any:
+GAMMA = 1.01 / 0.99
+
+
+def sketch_quantile(xs: list[float], q: float) -> float | None:
+    """The contract's percentile sketch, straight from its words: buckets, counts, the ceil(q*n)-th value."""
+    xs = [x for x in xs if math.isfinite(x)]
+    if not xs:
+        return None
+
+    def stands_for(x: float) -> float:
+        if x == 0:
+            return 0.0
+        i = math.ceil(math.log(abs(x)) / math.log(GAMMA))
+        value = 2 * GAMMA**i / (GAMMA + 1)
+        return value if x > 0 else -value
+
+    counts: dict[float, int] = {}
+    for x in xs:
+        counts[stands_for(x)] = counts.get(stands_for(x), 0) + 1
+    rank, seen = max(1, math.ceil(q * len(xs))), 0
+    for bucket in sorted(counts):
+        seen += counts[bucket]
+        if seen >= rank:
+            return bucket
+    raise AssertionError
+
+
+def _param(name: str) -> str:
+    return name[name.index("(") + 1:-1]
+
+
+def _agg(name: str, field: str | None, events: list[OEvent], t: int) -> Any:
     if name == "count":
         return len(events)
+    if name == "age":
+        return t - min(e.t for e in events) if events else None
     vals = [(e.t, e.offset, e.values.get(field)) for e in events if e.values.get(field) is not None]
     xs = [v for _, _, v in vals]
     if name == "sum":
         return math.fsum(xs) if xs else 0
     if name == "count_distinct":
         return len(set(xs))
+    if name.startswith("decayed_sum("):
+        h = int(_param(name))
+        return math.fsum(v * 2.0 ** (-(t - et) / h) for et, _, v in vals)
+    if name.startswith("last_k("):
+        return [v for _, _, v in sorted(vals, key=lambda v: (v[0], v[1]), reverse=True)[:int(_param(name))]]
+    if name.startswith("first_k("):
+        return [v for _, _, v in sorted(vals, key=lambda v: (v[0], v[1]))[:int(_param(name))]]
+    if name.startswith("top_k("):
+        counts: dict[Any, int] = {}
+        for x in xs:
+            counts[x] = counts.get(x, 0) + 1
+        return [[v, n] for v, n in sorted(counts.items(), key=lambda p: (-p[1], p[0]))[:int(_param(name))]]
+    if name.startswith("approx_percentile("):
+        return sketch_quantile(xs, float(_param(name)))
     if not xs:
         return None
     if name == "mean":
@@ -39,6 +86,8 @@ def _agg(name: str, field: str | None, events: list[OEvent]) -> Any:
         return max(xs)
     if name == "last":
         return max(vals, key=lambda v: (v[0], v[1]))[2]
+    if name == "first":
+        return min(vals, key=lambda v: (v[0], v[1]))[2]
     if name == "stddev":
         mean = sum(Fraction(x) for x in xs) / len(xs)
         return math.sqrt(float(sum((Fraction(x) - mean) ** 2 for x in xs) / len(xs)))
@@ -75,7 +124,9 @@ def value_at(view: Any, events: list[OEvent], entity: str, t: int) -> dict[str, 
     out: dict[str, Any] = {}
     for f in view.features:
         w = f.window
-        if hasattr(w, "gap_ms"):
+        if type(w).__name__ == "Lifetime":
+            in_window = mine
+        elif hasattr(w, "gap_ms"):
             latest = max(e.t for e in mine)
             start, end = next((a, b) for a, b in sessions([e.t for e in mine], w.gap_ms) if a <= latest <= b)
             in_window = [e for e in mine if start <= e.t <= end]
@@ -83,7 +134,7 @@ def value_at(view: Any, events: list[OEvent], entity: str, t: int) -> dict[str, 
             step = getattr(w, "step_ms", w.size_ms)
             lo = (t // step) * step + step - w.size_ms
             in_window = [e for e in mine if lo <= e.t <= t]
-        out[f.name] = _agg(f.aggregation, f.field, in_window)
+        out[f.name] = _agg(f.aggregation, f.field, in_window, t)
     latest = max(e.t for e in mine)
     for g in gaps:
         start, end = next((a, b) for a, b in sessions([e.t for e in mine], g) if a <= latest <= b)
@@ -109,7 +160,9 @@ def late_mask(arrivals: list[OEvent], grace: int, partition_of) -> list[bool]:
 
 
 def close(a: Any, b: Any) -> bool:
-    """Equal, with floats to a relative 1e-9 (semantics.md)."""
+    """Equal, with floats to a relative 1e-9 (semantics.md); lists item by item."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) or isinstance(b, float):
         if a is None or b is None:
             return False

@@ -26,17 +26,25 @@ from hashlib import blake2b
 from typing import Any, Protocol
 
 import numpy as np
+import pyarrow as pa
 
 from streams.kernel.event_columns import EventColumn, FieldGroups, gather_ranges, reduce_ranges
 
-__all__ = ["AGGREGATIONS", "Aggregation", "get_aggregation"]
+__all__ = ["SUM", "Aggregation", "AggregationBase", "Count", "CountDistinct", "Max", "Mean", "Min", "StdDev", "Sum",
+           "fold_groups"]
 
 
 class Aggregation(Protocol):
     """The interface every aggregation implements."""
 
     name: str
-    counts_nulls: bool  # True only for `count`: nulls are events too
+    counts_nulls: bool  # True only for `count` and `age`: nulls are events too
+    needs_field: bool
+    takes_field: bool
+    lifetime_only: bool
+    reads_time: bool
+    label: str
+    state_agg: Aggregation
     needs_numbers: bool  # sum, mean, stddev: a definition over a non-numeric field is refused at load
 
     def initial(self) -> Any: ...
@@ -44,6 +52,8 @@ class Aggregation(Protocol):
     def merge(self, older: Any, newer: Any) -> Any: ...
     def combine(self, states: list) -> Any: ...
     def result(self, state: Any) -> Any: ...
+    # Aggregations whose value moves with the read time (age, decayed_sum) set `reads_time` and
+    # give `result_at(state, t_ms)` and `over_ranges_at(column, lo, hi, times, t_ms)` instead.
     def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Results over the log ranges [lo, hi), as (values, present); absent results are null."""
         ...
@@ -55,7 +65,33 @@ class Aggregation(Protocol):
         ...
 
 
-def _fold_groups(agg: Aggregation, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
+
+class AggregationBase:
+    """What an aggregation is unless it says otherwise: the defaults of the interface's descriptive parts."""
+
+    name: str
+    needs_field = True  # False for count and age, which count events, not values
+    takes_field = True  # False for age: the entity's first event has no field
+    lifetime_only = False  # age and decayed_sum: defined over the entity's whole history only
+    reads_time = False
+
+    @property
+    def label(self) -> str:
+        """The aggregation's part of a default feature name (`amount_{label}_5m`)."""
+        return self.name
+
+    @property
+    def state_agg(self) -> Aggregation:
+        """The aggregation whose partial state this one reads: itself, or one shared by several
+        outputs (every quantile of a field reads one sketch)."""
+        return self  # type: ignore[return-value]
+
+    def output_type(self, field_type: pa.DataType) -> pa.DataType:
+        """The value's Arrow type in training data, given the field's."""
+        return field_type
+
+
+def fold_groups(agg: Aggregation, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
     """`group_partials` by the definition itself: `add` each value of each group, in order.
 
     The form for types with no column (booleans, arrays) and for aggregations whose
@@ -84,7 +120,7 @@ class _FoldMerge:
         return out
 
 
-class Count:
+class Count(AggregationBase):
     """Number of events, nulls included."""
 
     def combine(self, states: list) -> int:
@@ -93,6 +129,10 @@ class Count:
     name = "count"
     counts_nulls = True
     needs_numbers = False
+    needs_field = False
+
+    def output_type(self, field_type: pa.DataType) -> pa.DataType:
+        return pa.int64()
 
     def initial(self) -> int:
         return 0
@@ -113,7 +153,7 @@ class Count:
         return (hi - lo).tolist()
 
 
-class Sum(_FoldMerge):
+class Sum(AggregationBase, _FoldMerge):
     """Sum of the field: [sum, 0.0] for integers; for floats the exact sum as two doubles (`_exact_sum`)."""
 
     name = "sum"
@@ -148,7 +188,7 @@ class Sum(_FoldMerge):
     def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
         column = values.column
         if column is None:
-            return _fold_groups(self, values, lo, hi)
+            return fold_groups(self, values, lo, hi)
         if column.is_integer:
             return [[s, 0.0] for s in _range_sums(column, lo, hi).tolist()]
         return [_exact_sum(part) if part else [0, 0.0] for part in _valid_parts(values.objects, lo, hi)]
@@ -195,12 +235,15 @@ def _range_sums(column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> np.ndarr
     return sums
 
 
-class Mean(_FoldMerge):
+class Mean(AggregationBase, _FoldMerge):
     """Arithmetic mean: [n, sum, rest], the sum kept as Sum keeps it."""
 
     name = "mean"
     counts_nulls = False
     needs_numbers = True
+
+    def output_type(self, field_type: pa.DataType) -> pa.DataType:
+        return pa.float64()
 
     def initial(self) -> list:
         return [0, 0, 0.0]
@@ -227,12 +270,12 @@ class Mean(_FoldMerge):
     def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
         column = values.column
         if column is None:
-            return _fold_groups(self, values, lo, hi)
+            return fold_groups(self, values, lo, hi)
         sums = SUM.group_partials(values, lo, hi)
         return [[n, *total] for n, total in zip(column.valid_count(lo, hi).tolist(), sums, strict=True)]
 
 
-class Min:
+class Min(AggregationBase):
     """Smallest value; None while empty."""
 
     def combine(self, states: list) -> Any:
@@ -270,7 +313,7 @@ class Min:
     def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
         column = values.column
         if column is None:
-            return _fold_groups(self, values, lo, hi)
+            return fold_groups(self, values, lo, hi)
         picked, present = self.over_ranges(column, lo, hi)
         return [v if p else None for v, p in zip(picked.tolist(), present.tolist(), strict=True)]
 
@@ -296,67 +339,15 @@ class Max(Min):
         return max(present) if present else None
 
 
-class Last:
-    """Value of the event with the greatest event time; ties go to the later offset.
-
-    State: None or [event_ms, offset, value].
-    """
-
-    name = "last"
-    counts_nulls = False
-    needs_numbers = False
-
-    def initial(self) -> Any:
-        return None
-
-    def add(self, state: Any, value: Any, event_ms: int, offset: int) -> Any:
-        if state is None or (event_ms, offset) >= (state[0], state[1]):
-            return [event_ms, offset, value]
-        return state
-
-    def merge(self, older: Any, newer: Any) -> Any:
-        if older is None:
-            return newer
-        if newer is None:
-            return older
-        return newer if (newer[0], newer[1]) >= (older[0], older[1]) else older
-
-    def combine(self, states: list) -> Any:
-        present = [s for s in states if s is not None]
-        return max(present, key=lambda s: (s[0], s[1])) if present else None
-
-    def result(self, state: Any) -> Any:
-        return None if state is None else state[2]
-
-    def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # the log is sorted by (event time, offset): the last valid index before hi wins
-        last = column.last_valid_index[np.maximum(hi - 1, 0)]
-        present = (hi > lo) & (last >= lo)
-        return column.decode(column.values[np.where(present, last, 0)]), present
-
-    def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
-        # a batch's events come in arrival order: per group, the greatest (event time, offset) wins,
-        # and on a full tie the later arrival, as `add` decides (lexsort is stable)
-        objects, out = values.objects, [None] * len(lo)
-        group = np.repeat(np.arange(len(lo)), hi - lo)
-        valid = np.flatnonzero(np.fromiter((v is not None for v in objects), dtype=bool, count=len(objects)))
-        if not len(valid):
-            return out
-        ranked = valid[np.lexsort((values.offsets[valid], values.event_ms[valid], group[valid]))]
-        owner = group[ranked]
-        ends = np.flatnonzero(np.append(owner[1:] != owner[:-1], True))
-        event_ms, offsets = values.event_ms.tolist(), values.offsets.tolist()
-        for g, i in zip(owner[ends].tolist(), ranked[ends].tolist(), strict=True):
-            out[g] = [event_ms[i], offsets[i], objects[i]]
-        return out
-
-
-class StdDev:
+class StdDev(AggregationBase):
     """Population standard deviation: [n, mean, M2], Welford's update and Chan's merge."""
 
     name = "stddev"
     counts_nulls = False
     needs_numbers = True
+
+    def output_type(self, field_type: pa.DataType) -> pa.DataType:
+        return pa.float64()
 
     def initial(self) -> list:
         return [0, 0.0, 0.0]
@@ -407,7 +398,7 @@ class StdDev:
     def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
         column = values.column
         if column is None or column.labels is not None:
-            return _fold_groups(self, values, lo, hi)
+            return fold_groups(self, values, lo, hi)
         n, mean, m2, present = _moments(column, lo, hi)
         out: list = [[0, 0.0, 0.0] for _ in range(len(lo))]
         for g, k, m, s in zip(np.flatnonzero(present).tolist(), n.astype(np.int64).tolist(), mean.tolist(),
@@ -483,7 +474,7 @@ def _hll_estimate(registers: bytes) -> int:
     return round(raw)
 
 
-class CountDistinct:
+class CountDistinct(AggregationBase):
     """Number of distinct values: exact below EXACT_LIMIT, HyperLogLog above.
 
     State: the sorted 64-bit hashes (exact) or HLL registers as bytes. Sorted, so the state
@@ -493,6 +484,9 @@ class CountDistinct:
     name = "count_distinct"
     counts_nulls = False
     needs_numbers = False
+
+    def output_type(self, field_type: pa.DataType) -> pa.DataType:
+        return pa.int64()
 
     def initial(self) -> Any:
         return []
@@ -536,7 +530,7 @@ class CountDistinct:
         return _hll_estimate(state)
 
     def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
-        return _fold_groups(self, values, lo, hi)  # one cached hash per value: folding is the fast form
+        return fold_groups(self, values, lo, hi)  # one cached hash per value: folding is the fast form
 
     def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # exact over the log, where the stream's sketch may answer within the contract's 2%
@@ -547,21 +541,3 @@ class CountDistinct:
             pairs = np.unique(segment * (column.distinct_values + 1) + codes)
             out[present] = np.bincount(pairs // (column.distinct_values + 1), minlength=len(starts))
         return out, np.ones(len(lo), dtype=bool)
-
-
-AGGREGATIONS: dict[str, Aggregation] = {
-    agg.name: agg
-    for agg in (Count(), SUM, Mean(), Min(), Max(), Last(), StdDev(), CountDistinct())
-}
-
-
-def get_aggregation(name: str) -> Aggregation:
-    """The aggregation called `name`; the error lists the ones that exist."""
-    try:
-        return AGGREGATIONS[name]
-    except KeyError:
-        from streams.errors import DefinitionError
-
-        raise DefinitionError(
-            f"aggregation {name!r} does not exist; use one of: {', '.join(AGGREGATIONS)}"
-        ) from None

@@ -30,7 +30,8 @@ import numpy as np
 
 from streams.definitions import FeatureView
 from streams.errors import RilletError
-from streams.kernel.aggregations import Aggregation, get_aggregation
+from streams.kernel.aggregations import Aggregation
+from streams.kernel.catalog import get_aggregation
 from streams.kernel.event_columns import BatchField, FieldGroups
 from streams.kernel.windows import Session
 
@@ -126,6 +127,10 @@ class _Output:
     group: int  # grid or session-set index
     slot: int
     panes: int  # how many panes the window spans (pane outputs)
+    agg: Aggregation  # reads the slot's state: the slot's own, or one reading a shared state (a quantile)
+
+    def value(self, partial: Any, t_ms: int) -> Any:
+        return self.agg.result_at(partial, t_ms) if self.agg.reads_time else self.agg.result(partial)
 
 
 class ViewEngine:
@@ -160,7 +165,7 @@ class ViewEngine:
     # ----------------------------------------------------------------- compile
     def _compile(self, name: str, field: str | None, agg_name: str, window: Any) -> None:
         agg = get_aggregation(agg_name)
-        slot = _Slot(field, agg)
+        slot = _Slot(field, agg.state_agg)
         if isinstance(window, Session):
             if window.gap_ms not in self.session_gaps:
                 self.session_gaps.append(window.gap_ms)
@@ -169,7 +174,7 @@ class ViewEngine:
             slots = self.session_slots[group]
             if slot not in slots:
                 slots.append(slot)
-            self.outputs.append(_Output(name, "session", group, slots.index(slot), 0))
+            self.outputs.append(_Output(name, "session", group, slots.index(slot), 0, agg))
             return
         step, panes = window.step_ms, window.size_ms // window.step_ms
         if step not in self.grid_steps:
@@ -181,7 +186,7 @@ class ViewEngine:
         slots = self.grid_slots[group]
         if slot not in slots:
             slots.append(slot)
-        self.outputs.append(_Output(name, "pane", group, slots.index(slot), panes))
+        self.outputs.append(_Output(name, "pane", group, slots.index(slot), panes, agg))
 
     # ------------------------------------------------------------------- apply
     def late(self, event_ms: np.ndarray, watermarks_before: np.ndarray) -> np.ndarray:
@@ -378,10 +383,9 @@ class ViewEngine:
                 partials = merged.get(key)
                 if partials is None:
                     partials = merged[key] = self._merge_panes(state, out.group, out.panes, t_ms)
-                values[out.name] = self.grid_slots[out.group][out.slot].agg.result(partials[out.slot])
+                values[out.name] = out.value(partials[out.slot], t_ms)
             else:
-                last = state.sessions[out.group][-1]
-                values[out.name] = self.session_slots[out.group][out.slot].agg.result(last[2][out.slot])
+                values[out.name] = out.value(state.sessions[out.group][-1][2][out.slot], t_ms)
         for s, gap in enumerate(self.session_gaps):
             start, end = state.sessions[s][-1][0], state.sessions[s][-1][1]
             base = 3 * s

@@ -28,6 +28,7 @@ class EventColumn:
         self.values = values
         self.valid = valid
         self.labels = labels  # code -> string, for string fields
+        self.memo: dict = {}  # what an aggregation derives from the whole column once (decayed_sum's terms)
 
     @classmethod
     def from_arrow(cls, array: pa.Array | pa.ChunkedArray) -> EventColumn:
@@ -84,21 +85,31 @@ class EventColumn:
         return self.values[self.valid].astype(np.float64)
 
     @cached_property
-    def _distinct(self) -> tuple[np.ndarray, int]:
+    def _distinct(self) -> tuple[np.ndarray, np.ndarray]:
         kept = self.values[self.valid]
         if self.labels is not None:
-            return kept, len(self.labels)
+            return kept, self.labels
         uniques, codes = np.unique(kept, return_inverse=True)  # 1 and 1.0 are one value
-        return codes.astype(np.int64), len(uniques)
+        return codes.astype(np.int64), uniques
 
     @property
     def valid_codes(self) -> np.ndarray:
-        """A dense code per valid value (equal values, equal codes), in log order."""
+        """A dense code per valid value (equal values, equal codes, codes ordered like the values), in log order."""
         return self._distinct[0]
 
     @property
     def distinct_values(self) -> int:
+        return len(self._distinct[1])
+
+    @property
+    def code_values(self) -> np.ndarray:
+        """code -> the value it stands for (`valid_codes`)."""
         return self._distinct[1]
+
+    @cached_property
+    def valid_positions(self) -> np.ndarray:
+        """The log index of each valid value, in log order."""
+        return np.flatnonzero(self.valid)
 
     def ordered_values(self, *, largest: bool) -> tuple[np.ndarray, Any]:
         """Values with nulls replaced by a neutral element: the largest value for min, the smallest for max."""

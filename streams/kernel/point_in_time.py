@@ -189,7 +189,10 @@ def evaluate_at(engine: ViewEngine, log: EventLog, codes: np.ndarray, t_ms: np.n
         slot = (engine.grid_slots if output.kind == "pane" else engine.session_slots)[output.group][output.slot]
         lo = range_start(output.kind, output.group, output.panes)
         column = log.columns[slot.field] if slot.field is not None else None
-        values, present = slot.agg.over_ranges(column, lo, hi)  # type: ignore[arg-type]
+        if output.agg.reads_time:
+            values, present = output.agg.over_ranges_at(column, lo, hi, log.times, t_ms)
+        else:
+            values, present = output.agg.over_ranges(column, lo, hi)  # type: ignore[arg-type]
         out[output.name] = (values, present & alive)
     for s, gap in enumerate(engine.session_gaps):
         start_name, end_name, active_name = engine.session_columns[3 * s: 3 * s + 3]

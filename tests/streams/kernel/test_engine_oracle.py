@@ -21,12 +21,14 @@ from streams.definitions import Feature, FeatureView
 from streams.kernel.engine import ViewEngine
 from streams.kernel.processor import SourceRecord, ViewProcessor
 from streams.kernel.watermark import Watermarks
-from streams.kernel.windows import Session, Sliding, Tumbling
+from streams.kernel.windows import Lifetime, Session, Sliding, Tumbling
 from tests.helpers import MemorySchemaStore, write_schema
 from tests.oracle import OEvent, close, late_mask, value_at
 
-AGGS = ["count", "sum", "mean", "min", "max", "last", "stddev", "count_distinct"]
-WINDOWS = [Tumbling(1000), Sliding(3000, 1000), Sliding(2000, 500), Session(700)]
+AGGS = ["count", "sum", "mean", "min", "max", "last", "stddev", "count_distinct",
+        "first", "last_k(3)", "first_k(2)", "top_k(2)", "approx_percentile(0.5)", "approx_percentile(0.9)"]
+WINDOWS = [Tumbling(1000), Sliding(3000, 1000), Sliding(2000, 500), Session(700), Lifetime()]
+EXACT = ("approx_percentile", "top_k")  # the same number on every path, not merely within 1e-9
 
 
 @functools.cache
@@ -34,6 +36,9 @@ def make_view(grace: int, ttl: int) -> FeatureView:
     schema = write_schema(Path(tempfile.mkdtemp(prefix="rillet-test-")))
     features = [Feature("x", agg, w) for agg in AGGS for w in WINDOWS]
     features += [Feature("tag", "count_distinct", WINDOWS[1]), Feature("tag", "last", WINDOWS[3])]
+    features += [Feature("tag", agg, w) for agg in ("first", "last_k(2)", "top_k(2)") for w in WINDOWS[3:]]
+    features += [Feature(None, "age", Lifetime()), Feature("x", "decayed_sum(1000)", Lifetime()),
+                 Feature("x", "decayed_sum(300)", Lifetime())]
     return FeatureView("t", "t", schema, "entity", features, ttl=ttl, grace=grace, event_time="ts")
 
 
@@ -94,6 +99,7 @@ def test_engine_matches_oracle(raw, grace, ttl, cuts, probes, sweep):
                     del stored[entity]
     assert dropped == sum(late)
 
+    exact = {f.name for f in view.features if f.aggregation.startswith(EXACT)}
     for entity in {e.entity for e in kept}:
         if entity not in stored:
             assert sweep  # only a sweep removes state; reads then come from the online store
@@ -108,4 +114,5 @@ def test_engine_matches_oracle(raw, grace, ttl, cuts, probes, sweep):
             got = engine.as_of(state, t)
             want = value_at(view, kept, entity, t)
             for name, expected in want.items():
-                assert close(got[name], expected), (entity, t, name, got[name], expected)
+                same = got[name] == expected if name in exact else close(got[name], expected)
+                assert same, (entity, t, name, got[name], expected)
