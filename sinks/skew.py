@@ -103,9 +103,11 @@ def measure_skew(view: FeatureView, offline_root: Any, served: list[dict], *, ex
 
 
 def _plain(value: Any) -> Any:
-    """A joined value as the log holds it: timestamps as epoch milliseconds."""
+    """A joined value as the log holds it: timestamps as epoch milliseconds, top_k's structs as [value, count]."""
     if isinstance(value, datetime):
         return round(value.timestamp() * 1000)
+    if isinstance(value, list):
+        return [[v["value"], v["count"]] if isinstance(v, dict) else v for v in value]
     return value
 
 
@@ -117,8 +119,8 @@ def _compare(online: Any, offline: Any, aggregation: str | None) -> tuple[str, f
         return "missing", 0.0
     if offline is None:
         return "extra", 0.0
-    if isinstance(online, bool) or isinstance(offline, bool) or isinstance(online, str) or isinstance(offline, str):
-        return ("ok", 0.0) if online == offline else ("mismatches", 0.0)  # no size to a wrong string
+    if isinstance(online, bool | str | list) or isinstance(offline, bool | str | list):
+        return ("ok", 0.0) if online == offline else ("mismatches", 0.0)  # no size to a wrong string or list
     error = abs(float(online) - float(offline))
     tolerance = REL_TOLERANCE
     if aggregation == "count_distinct" and max(abs(online), abs(offline)) > SKETCH_EXACT_LIMIT:

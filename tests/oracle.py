@@ -63,7 +63,9 @@ def _agg(name: str, field: str | None, events: list[OEvent], t: int) -> Any:
     if name == "count_distinct":
         return len(set(xs))
     if name.startswith("decayed_sum("):
-        h = int(_param(name))
+        from streams.timeutil import parse_duration_ms
+
+        h = int(_param(name)) if _param(name).isdigit() else parse_duration_ms(_param(name))
         return math.fsum(v * 2.0 ** (-(t - et) / h) for et, _, v in vals)
     if name.startswith("last_k("):
         return [v for _, _, v in sorted(vals, key=lambda v: (v[0], v[1]), reverse=True)[:int(_param(name))]]
