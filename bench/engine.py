@@ -4,16 +4,18 @@
 
 Prints events/s and feature updates/s (events x features) for the example
 payments view, in batches as the worker runs them, with and without the
-per-event offline rows.
+per-event offline rows; then the same view plus percentile, top-k and last-k
+features (`with_rich_features`), to show what those cost.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 from schemas.codec import EventDecoder, EventEncoder
-from streams.definitions import load_views
+from streams.definitions import Feature, FeatureView, load_views
 from streams.demo import synthetic_payments
 from streams.kernel.engine import ViewEngine
 from streams.kernel.processor import SourceRecord, ViewProcessor
@@ -40,6 +42,16 @@ def records_for(view, events: list[dict]) -> list[SourceRecord]:
             for i, e in enumerate(events)]
 
 
+def with_rich_features(view: FeatureView) -> FeatureView:
+    """The view plus p50 and p99 of amount, the top 3 merchants and the last 5 amounts, over each of its
+    tumbling and sliding windows: the aggregations whose states are maps and lists, not numbers."""
+    windows = list(dict.fromkeys(f.window for f in view.features if not hasattr(f.window, "gap_ms")))
+    extra = [Feature(field, agg, w) for w in windows
+             for field, agg in (("amount", "approx_percentile(0.5)"), ("amount", "approx_percentile(0.99)"),
+                                ("merchant", "top_k(3)"), ("amount", "last_k(5)"))]
+    return dataclasses.replace(view, name=f"{view.name}_rich", features=(*view.features, *extra))
+
+
 def run(view, records: list[SourceRecord], *, with_rows: bool, batch: int = 2000) -> float:
     store = _Ids()
     store.register("", view.schema_json)
@@ -62,11 +74,17 @@ def main() -> None:
     now = 1_767_225_600_000
     print(f"generating {args.events:,} events ...", flush=True)
     records = records_for(view, synthetic_payments(1000, args.events, now - 3 * 3_600_000, now))
-    n_features = len(view.features)
-    for label, rows in (("engine + state bytes", False), ("engine + state bytes + offline rows", True)):
-        seconds = run(view, records, with_rows=rows)
+    rates = {}
+    rich = with_rich_features(view)
+    for subject, label, rows in ((view, "engine + state bytes", False), (view, "engine + state bytes + offline rows", True),
+                                 (rich, "+ percentiles, top-k, last-k", True)):
+        seconds = run(subject, records, with_rows=rows)
+        n_features = len(subject.features)
+        rates[label] = args.events / seconds
         print(f"{label:<40} {args.events / seconds:>10,.0f} events/s  "
               f"{args.events * n_features / seconds:>12,.0f} feature updates/s  ({n_features} features)")
+    print(f"ratio with / without percentile, top-k and last-k features: "
+          f"{rates['+ percentiles, top-k, last-k'] / rates['engine + state bytes + offline rows']:.2f}")
 
 
 if __name__ == "__main__":

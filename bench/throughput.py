@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.engine import records_for, run
+from bench.engine import records_for, run, with_rich_features
 from streams.definitions import FeatureView, load_views
 from streams.demo import synthetic_payments, worker_process
 from streams.probe import worker_health, worker_metric
@@ -102,6 +102,9 @@ def main() -> None:
     seconds = run(view, records_for(view, events), with_rows=True)
     rates["pure engine (decode, 15 features, state, offline rows)"] = n / seconds
     updates = n * len(view.features) / seconds
+    rich = with_rich_features(view)
+    seconds = run(rich, records_for(rich, events), with_rows=True)
+    rates[f"pure engine + percentiles, top-k, last-k ({len(rich.features)} features)"] = n / seconds
 
     with EmbeddedStack(Settings.from_env(), broker_port=0, redis="embedded", workdir=workdir / "stack") as stack:
         for label, count in (("rillet worker, 1 process", 1), ("rillet worker, 2 processes", 2)):
