@@ -76,7 +76,8 @@ def main() -> None:
     records = records_for(view, synthetic_payments(1000, args.events, now - 3 * 3_600_000, now))
     rates = {}
     rich = with_rich_features(view)
-    for subject, label, rows in ((view, "engine + state bytes", False), (view, "engine + state bytes + offline rows", True),
+    for subject, label, rows in ((view, "engine + state bytes", False),
+                                 (view, "engine + state bytes + offline rows", True),
                                  (rich, "+ percentiles, top-k, last-k", True)):
         seconds = run(subject, records, with_rows=rows)
         n_features = len(subject.features)

@@ -84,7 +84,8 @@ def view_spec(view: FeatureView) -> dict[str, Any]:
             return ["lifetime"]
         return ["tumbling", w.size_ms]
 
-    return {"name": view.name, "topic": view.topic, "entity": view.entity, "event_time": view.event_time,
+    return {"name": view.name, "topic": view.topic, "entity": list(view.entity_fields) if len(view.entity_fields) > 1
+            else view.entity, "event_time": view.event_time,
             "ttl_ms": view.ttl_ms, "grace_ms": view.grace_ms, "max_future_ms": view.max_future_ms,
             "schema": str(view.schema),
             "features": [[f.name, f.field, f.aggregation, window(f.window)] for f in view.features]}

@@ -58,7 +58,7 @@ class EventEncoder:
         return out.getvalue()
 
     def key(self, record: dict[str, Any]) -> bytes:
-        return str(record[self.view.entity]).encode()
+        return self.view.entity_key(record).encode()
 
 
 def _describe(error: Any) -> str:
@@ -132,9 +132,10 @@ class EventDecoder:
     def to_event(self, record: dict, timestamp_ms: int | None, partition: int, offset: int) -> Event:
         """Check a decoded record against the view's needs and data-contract rules."""
         view = self.view
-        entity = record.get(view.entity)
-        if entity is None or entity == "":
-            raise EventDecodeError("missing_entity", f"field {view.entity!r} is missing or null")
+        for name in view.entity_fields:
+            if record.get(name) is None or record.get(name) == "":
+                raise EventDecodeError("missing_entity", f"field {name!r} is missing or null")
+        entity = view.entity_key(record)
         if view.event_time is None:
             event_ms = timestamp_ms
         else:
@@ -150,4 +151,4 @@ class EventDecoder:
             if problem:
                 raise EventDecodeError(rule.reason, f"field {name!r}: {problem}")
         values = {name: record.get(name) for name in self._fields}
-        return Event(str(entity), int(event_ms), values, partition, offset)
+        return Event(entity, int(event_ms), values, partition, offset)

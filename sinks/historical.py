@@ -21,6 +21,7 @@ import pyarrow as pa
 from sinks.offline import field_type, scan_offline, source_fields
 from sinks.reads import resolve_features
 from streams.definitions import FeatureView
+from streams.entity_keys import key_column
 from streams.errors import ConfigError, UnknownFeatureError
 from streams.kernel.catalog import get_aggregation
 from streams.kernel.engine import ViewEngine
@@ -66,7 +67,8 @@ class OfflineReader:
 
         Args:
             entity_df: a pyarrow Table or pandas DataFrame holding each view's entity
-                column and `event_timestamp` (a timestamp, or epoch milliseconds).
+                column (every field of a composite entity) and `event_timestamp` (a timestamp,
+                or epoch milliseconds).
             features: `view:feature` references (`view:*` for all of a view).
             full_feature_names: name columns `view__feature` (default: `feature`).
             on_progress: called with (rows done, rows in all) as the join goes.
@@ -100,15 +102,17 @@ class OfflineReader:
         out = table
         for view_name, names in wanted.items():
             view, engine = self.views[view_name], self.engines[view_name]
-            if view.entity not in table.column_names:
-                raise UnknownFeatureError(f"entity_df has no {view.entity!r} column (needed by view {view_name})")
+            for name in view.entity_fields:
+                if name not in table.column_names:
+                    raise UnknownFeatureError(f"entity_df has no {name!r} column (needed by view {view_name})")
+            keys = key_column(view.entity_fields, table)  # a composite entity's key text, as the worker keys it
             if cluster is None:
-                found = evaluate_rows(view, self.event_log(view_name), table[view.entity], t_ms, names,
+                found = evaluate_rows(view, self.event_log(view_name), keys, t_ms, names,
                                       chunk_rows=chunk_rows, on_chunk=advance)
             else:
                 from sinks.distributed_join import dask_evaluate_rows
 
-                found = dask_evaluate_rows(cluster, view, self.offline_files(view_name), table[view.entity], t_ms,
+                found = dask_evaluate_rows(cluster, view, self.offline_files(view_name), keys, t_ms,
                                            names, partitions=partitions, on_chunk=advance)
             for name in names:
                 column = _column(view, engine, name, found[name])

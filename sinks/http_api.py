@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from sinks.reads import FeatureReader, value_status
 from sinks.redis_client import REDIS_DOWN
+from streams.entity_keys import row_from_text
 from streams.errors import UnknownFeatureError
 from streams.http_body import BodyError, read_json_body
 from streams.kernel.engine import AsOfTooEarlyError
@@ -167,7 +168,8 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
         return web.Response(body=generate_latest(registry), content_type="text/plain")
 
     refs = [f"{name}:{feature}" for name, engine in reader.engines.items() for feature in ["*", *engine.value_names]]
-    document = openapi_document(max_entities, refs, sorted({view.entity for view in reader.views.values()}))
+    entity_fields = sorted({f for view in reader.views.values() for f in view.entity_fields})
+    document = openapi_document(max_entities, refs, entity_fields)
 
     @routes.get("/openapi.json")
     async def openapi(request: web.Request) -> web.Response:
@@ -183,8 +185,7 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
                     as_of = int(as_of_text) if as_of_text.strip().isdigit() else iso_to_ms(as_of_text.strip())
                 refs = [f"{view}:*"]
                 names = reader.resolve(refs)[view]
-                entity_key = reader.views[view].entity
-                plan = reader.plan(refs, [{entity_key: entity}])
+                plan = reader.plan(refs, [row_from_text(reader.views[view].entity_fields, entity)])
                 fetched = await reader.fetch_async(client, plan)
                 now = reader.evaluate(plan, fetched).rows[0]
                 then = reader.evaluate(plan, fetched, as_of).rows[0] if as_of is not None else {}

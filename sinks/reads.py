@@ -26,6 +26,7 @@ import redis.asyncio as aredis
 from sinks.online import online_key
 from sinks.redis_client import is_cluster, mget
 from streams.definitions import FeatureView
+from streams.entity_keys import composite_key
 from streams.errors import UnknownFeatureError
 from streams.kernel.engine import ViewEngine
 
@@ -137,11 +138,15 @@ class FeatureReader:
         keys: list[tuple[str, list[str]]] = []
         for view_name in wanted:
             view = self.views[view_name]
-            entities = []
+            fields, entities = view.entity_fields, []
             for i, row in enumerate(entity_rows):
-                if view.entity not in row:
-                    raise UnknownFeatureError(f"entity row {i} has no {view.entity!r} (needed by view {view_name})")
-                entities.append(_entity_text(row[view.entity], i, view.entity))
+                for name in fields:
+                    if name not in row:
+                        raise UnknownFeatureError(f"entity row {i} has no {name!r} (needed by view {view_name})")
+                if len(fields) == 1:
+                    entities.append(_entity_text(row[fields[0]], i, fields[0]))
+                else:
+                    entities.append(composite_key([_entity_text(row[name], i, name) for name in fields]))
             keys.append((view_name, entities))
         return ReadPlan(wanted, entity_rows, keys)
 
@@ -220,8 +225,8 @@ class FeatureReader:
         t_ms = now_ms if as_of is None else as_of
         rows = plan.entity_rows
         response = OnlineResponse(rows=[{} for _ in rows], event_timestamps=[{} for _ in rows])
-        for (view_name, _keys), (version, blobs) in zip(plan.keys, fetched, strict=True):
-            engine, entity = self.engine_for(view_name, version), self.views[view_name].entity
+        for (view_name, keys), (version, blobs) in zip(plan.keys, fetched, strict=True):
+            engine, fields = self.engine_for(view_name, version), self.views[view_name].entity_fields
             wanted = [(f"{view_name}:{name}", name) for name in plan.wanted[view_name]]
             logged: list | None = [] if self.served_log is not None else None
             for i, blob in enumerate(blobs):
@@ -230,13 +235,14 @@ class FeatureReader:
                 read_ms = max(t_ms, state.latest_ms) if as_of is None and state else t_ms
                 values = engine.as_of(state, read_ms)
                 row, stamps = response.rows[i], response.event_timestamps[i]
-                row[entity] = rows[i][entity]
+                for name in fields:
+                    row[name] = rows[i][name]
                 stamp = None if engine.expired(state, t_ms) else state.latest_ms  # type: ignore[union-attr]
                 for ref, name in wanted:
                     row[ref] = values.get(name)  # a feature the version lacks: null
                     stamps[ref] = stamp
                 if logged is not None and self.served_log.sampled():  # type: ignore[union-attr]
-                    logged.append((str(rows[i][entity]), read_ms, state.latest_ms if state else None,
+                    logged.append((keys[i], read_ms, state.latest_ms if state else None,
                                    entity_status(stamp, state is not None),
                                    [values.get(name) for name in plan.wanted[view_name]]))
             if logged:

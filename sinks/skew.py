@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from sinks.historical import OfflineReader
 from streams.definitions import FeatureView
+from streams.entity_keys import split_key
 
 __all__ = ["FeatureSkew", "SkewReport", "measure_skew", "prometheus_text"]
 
@@ -79,7 +80,8 @@ def measure_skew(view: FeatureView, offline_root: Any, served: list[dict], *, ex
         names = sorted({v["name"] for r in records for v in r["features"]} & set(reader.engines[view.name].value_names))
         if not names:
             continue
-        rows = pa.table({view.entity: [r["entity"] for r in records],
+        parts = [split_key(view.entity_fields, r["entity"]) for r in records]
+        rows = pa.table({**{f: [p[f] for p in parts] for f in view.entity_fields},
                          "event_timestamp": pa.array([r["read_ms"] for r in records], pa.int64())})
         joined = reader.get_historical_features(rows, [f"{view.name}:{n}" for n in names])
         offline = {n: joined.column(n).to_pylist() for n in names}

@@ -4,4 +4,5 @@ from streams.definitions import Feature, FeatureView, NotNull, Range, load_views
 from streams.errors import RilletError
 from streams.kernel.windows import Lifetime, Session, Sliding, Tumbling
 
-__all__ = ["Feature", "FeatureView", "Lifetime", "NotNull", "Range", "RilletError", "Session", "Sliding", "Tumbling", "load_views"]
+__all__ = ["Feature", "FeatureView", "Lifetime", "NotNull", "Range", "RilletError", "Session", "Sliding", "Tumbling",
+           "load_views"]

@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     get = sub.add_parser("get", help="print an entity's features as JSON")
     get.add_argument("--features", dest="sub_features", help="feature definitions file")
     get.add_argument("--view", required=True)
-    get.add_argument("--entity", required=True, action="append", help="entity id (repeatable)")
+    get.add_argument("--entity", required=True, action="append",
+                     help="entity id (repeatable); a composite entity's values separated by commas: u1,m7")
     get.add_argument("--as-of", type=_parse_time_ms, help="epoch ms or ISO-8601 (default: now)")
 
     historical = sub.add_parser("historical", help="point-in-time join: features at each entity row's time, "
@@ -362,15 +363,19 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.reads import FeatureReader
     from sinks.redis_client import connect_redis
+    from streams.entity_keys import row_from_text
 
     view = _view(_views(args, settings), args.view)
     reader = FeatureReader([view], connect_redis(settings))
-    response = reader.get_online_features([f"{view.name}:*"], [{view.entity: e} for e in args.entity],
-                                          as_of=args.as_of)
+    try:
+        rows = [row_from_text(view.entity_fields, e) for e in args.entity]
+    except ValueError as exc:
+        raise ConfigError(f"--entity: {exc}") from None
+    response = reader.get_online_features([f"{view.name}:*"], rows, as_of=args.as_of)
     out = []
     for row, stamps in zip(response.rows, response.event_timestamps, strict=True):
         latest = next(iter(stamps.values()), None)
-        out.append({view.entity: row.pop(view.entity), "event_timestamp_ms": latest,
+        out.append({**{name: row.pop(name) for name in view.entity_fields}, "event_timestamp_ms": latest,
                     "features": {k.split(":", 1)[1]: v for k, v in row.items()}})
     print(json.dumps(out[0] if len(out) == 1 else out, indent=2))
     return 0

@@ -11,11 +11,14 @@ import hashlib
 import importlib.util
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
+from streams.entity_keys import key_of
 from streams.errors import DefinitionError
 from streams.kernel.catalog import get_aggregation
 from streams.kernel.windows import Lifetime, Session, Sliding, Tumbling, Window
@@ -98,7 +101,9 @@ class FeatureView:
         name: the view's name, used in keys, paths and `{view}:{feature}` references.
         topic: the Kafka topic its events are read from.
         schema: the Avro schema file (`.avsc`) the events are read with.
-        entity: the event field that identifies the entity (also the record key).
+        entity: the event field that identifies the entity (also the record key), or a tuple of fields
+            for a composite entity (`("user_id", "merchant")`: one state per pair; its key text is
+            `streams.entity_keys.composite_key` of the values).
         features: the features to compute.
         ttl: an entity whose latest event is older than `t - ttl` reads as missing.
         grace: how far behind the partition watermark an event may be and still count.
@@ -116,7 +121,7 @@ class FeatureView:
     name: str
     topic: str
     schema: str | Path
-    entity: str
+    entity: str | tuple[str, ...]
     features: tuple[Feature, ...]
     ttl: timedelta | int | str = timedelta(days=1)
     grace: timedelta | int | str = timedelta(0)
@@ -130,6 +135,13 @@ class FeatureView:
         if not self.name or not self.name.replace("_", "").isalnum():
             raise DefinitionError(f"FeatureView name {self.name!r}: use letters, digits and _")
         object.__setattr__(self, "features", tuple(self.features))
+        if isinstance(self.entity, list | tuple):
+            fields = tuple(self.entity)
+            if not fields or not all(isinstance(f, str) and f for f in fields) or len(set(fields)) != len(fields):
+                raise DefinitionError(f"FeatureView {self.name}: entity must name distinct fields, got {self.entity!r}")
+            object.__setattr__(self, "entity", fields[0] if len(fields) == 1 else fields)
+        elif not isinstance(self.entity, str) or not self.entity:
+            raise DefinitionError(f"FeatureView {self.name}: entity must be a field name or a tuple of them")
         if not self.features:
             raise DefinitionError(f"FeatureView {self.name}: needs at least one feature")
         names = [f.name for f in self.features]
@@ -168,6 +180,15 @@ class FeatureView:
         return self.freshness  # type: ignore[return-value]
 
     @property
+    def entity_fields(self) -> tuple[str, ...]:
+        """The fields that name the entity: one, or several for a composite entity."""
+        return self.entity if isinstance(self.entity, tuple) else (self.entity,)
+
+    def entity_key(self, row: Mapping[str, Any]) -> str:
+        """The key text of the entity a record or entity row names (`streams.entity_keys`)."""
+        return key_of(self.entity_fields, row)
+
+    @property
     def dlq_topic(self) -> str:
         return f"{self.topic}.dlq"
 
@@ -202,7 +223,7 @@ class FeatureView:
     def fingerprint(self) -> str:
         """A hash of everything that changes values: features, ttl, grace, entity, schema."""
         spec = {
-            "entity": self.entity,
+            "entity": list(self.entity) if isinstance(self.entity, tuple) else self.entity,
             "event_time": self.event_time,
             "ttl_ms": self.ttl_ms,
             "grace_ms": self.grace_ms,
@@ -221,7 +242,7 @@ class FeatureView:
     def describe(self) -> str:
         windows = sorted({f.window.label for f in self.features})
         return (
-            f"{self.name}: topic {self.topic}, entity {self.entity}, {len(self.features)} features "
+            f"{self.name}: topic {self.topic}, entity {', '.join(self.entity_fields)}, {len(self.features)} features "
             f"over {', '.join(windows)}, ttl {duration_label(self.ttl_ms)}, "
             f"grace {duration_label(self.grace_ms)}"
         )
@@ -299,8 +320,9 @@ def check_against_schema(view: FeatureView) -> None:
     def lacks(what: str, name: str) -> DefinitionError:
         return DefinitionError(f"view {view.name}: {what} {name!r}, which is not a field of {where}; {listed}")
 
-    if view.entity not in fields:
-        raise lacks("entity", view.entity)
+    for name in view.entity_fields:
+        if name not in fields:
+            raise lacks("entity", name)
     if view.event_time is not None:
         if view.event_time not in fields:
             raise lacks("event_time", view.event_time)
