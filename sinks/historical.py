@@ -21,11 +21,13 @@ import pyarrow as pa
 from sinks.offline import field_type, scan_offline, source_fields
 from sinks.reads import resolve_features
 from streams.definitions import FeatureView
+from streams.derived import REQUEST_PREFIX, DerivedFeature
 from streams.entity_keys import key_column
 from streams.errors import ConfigError, UnknownFeatureError
 from streams.kernel.catalog import get_aggregation
 from streams.kernel.engine import ViewEngine
 from streams.kernel.point_in_time import EventLog, epoch_ms, evaluate_at
+from streams.services import FeatureService, select
 from streams.timeutil import iso_to_ms
 
 __all__ = ["TIMESTAMP_COLUMN", "OfflineReader", "empty_log", "evaluate_rows", "read_entity_file"]
@@ -40,8 +42,12 @@ Progress = Callable[[int, int], None]
 class OfflineReader:
     """Point-in-time joins against the offline store of the given views."""
 
-    def __init__(self, views: list[FeatureView], offline_root: str | Path, version: int = 1) -> None:
+    def __init__(self, views: list[FeatureView], offline_root: str | Path, version: int = 1,
+                 services: dict[str, FeatureService] | None = None,
+                 derived: dict[str, DerivedFeature] | None = None) -> None:
         self.views = {v.name: v for v in views}
+        self.services = services or {}
+        self.derived = derived or {}
         self.engines = {v.name: ViewEngine(v) for v in views}
         self.root = Path(offline_root)
         self.version = version
@@ -60,7 +66,8 @@ class OfflineReader:
         self._logs[view_name] = (table.num_rows, log)
         return log
 
-    def get_historical_features(self, entity_df: Any, features: list[str], *,
+    def get_historical_features(self, entity_df: Any, features: list[str] | None = None, *,
+                                service: str | None = None,
                                 full_feature_names: bool = False, on_progress: Progress | None = None,
                                 chunk_rows: int = 250_000, cluster: Any = None, partitions: int | None = None) -> Any:
         """`entity_df` with one column per feature: its value at each row's `event_timestamp`.
@@ -69,7 +76,9 @@ class OfflineReader:
             entity_df: a pyarrow Table or pandas DataFrame holding each view's entity
                 column (every field of a composite entity) and `event_timestamp` (a timestamp,
                 or epoch milliseconds).
-            features: `view:feature` references (`view:*` for all of a view).
+            features: `view:feature` references (`view:*` for all of a view) and derived feature names;
+                a derived feature's request inputs are columns of `entity_df`.
+            service: a feature service's name: its features too.
             full_feature_names: name columns `view__feature` (default: `feature`).
             on_progress: called with (rows done, rows in all) as the join goes.
             cluster: a Dask `distributed.Client` (or a scheduler address): the join runs on its
@@ -80,8 +89,18 @@ class OfflineReader:
 
         Returns the same kind of table as given, rows in their original order.
         """
-        wanted = resolve_features(self.engines, features)
+        if service is not None and service not in self.services:
+            raise UnknownFeatureError(f"no feature service {service!r}; defined: "
+                                      f"{', '.join(sorted(self.services)) or '(none)'}")
+        selection = select(list(features or []), self.services.get(service) if service else None, self.derived)
+        wanted = resolve_features(self.engines, selection.references)
+        shown = resolve_features(self.engines, selection.outputs) if selection.outputs else {}
         table, as_pandas = _as_arrow(entity_df)
+        for d in selection.derived:
+            for name in d.request_inputs:
+                if name not in table.column_names:
+                    raise UnknownFeatureError(f"entity_df has no {name!r} column (a request input of derived "
+                                              f"feature {d.name})")
         if TIMESTAMP_COLUMN not in table.column_names:
             raise UnknownFeatureError(f"entity_df has no {TIMESTAMP_COLUMN!r} column; it has: "
                                       f"{', '.join(table.column_names)}")
@@ -100,6 +119,7 @@ class OfflineReader:
                 on_progress(done[0], total)
 
         out = table
+        inputs: dict[str, pa.Array] = {}
         for view_name, names in wanted.items():
             view, engine = self.views[view_name], self.engines[view_name]
             for name in view.entity_fields:
@@ -116,10 +136,20 @@ class OfflineReader:
                                            names, partitions=partitions, on_chunk=advance)
             for name in names:
                 column = _column(view, engine, name, found[name])
+                inputs[f"{view_name}:{name}"] = column
+                if name not in shown.get(view_name, []):
+                    continue  # read only as a derived feature's input
                 label = f"{view_name}__{name}" if full_feature_names else name
                 if label in out.column_names:
                     raise ConfigError(f"column {label!r} would appear twice; pass full_feature_names=True")
                 out = out.append_column(label, column)
+        for d in selection.derived:
+            columns = [table[ref.removeprefix(REQUEST_PREFIX)].to_pylist() if ref.startswith(REQUEST_PREFIX)
+                       else _plain_values(inputs[ref]) for ref in d.inputs]
+            values, _ = d.evaluate(columns)
+            if d.name in out.column_names:
+                raise ConfigError(f"column {d.name!r} would appear twice; rename the derived feature")
+            out = out.append_column(d.name, pa.array(values))
         return out.to_pandas() if as_pandas else out
 
     def offline_files(self, view_name: str) -> list[str]:
@@ -159,6 +189,16 @@ def evaluate_rows(view: FeatureView, log: EventLog, entities: pa.Array | pa.Chun
         present = np.concatenate([p for _, p in parts[name]])[back] if parts[name] else np.array([], dtype=bool)
         out[name] = (values, present)
     return out
+
+
+def _plain_values(column: pa.Array) -> list:
+    """A joined column as the online read gives it: timestamps as epoch ms, top_k's pairs as [value, count]."""
+    if pa.types.is_timestamp(column.type):
+        return column.cast(pa.int64()).to_pylist()
+    values = column.to_pylist()
+    if pa.types.is_list(column.type) and pa.types.is_struct(column.type.value_type):
+        return [None if v is None else [[p["value"], p["count"]] for p in v] for v in values]
+    return values
 
 
 def read_entity_file(path: str | Path) -> pa.Table:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aredis
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from sinks.reads import FeatureReader, value_status
 from sinks.redis_client import REDIS_DOWN
@@ -45,13 +45,19 @@ class _BadRequest(Exception):
         self.status, self.message = status, message
 
 
-def _parse_request(body: Any, max_entities: int) -> tuple[list[str], list[str], list[dict[str, Any]], int | None]:
-    """(features, entity keys, entity rows, as_of) from a request body; every problem is a 4xx naming it."""
+def _parse_request(body: Any, max_entities: int
+                   ) -> tuple[list[str], str | None, list[str], list[dict[str, Any]], int | None]:
+    """(features, feature service, entity keys, entity rows, as_of) from a request body; every problem is a
+    4xx naming it."""
     if not isinstance(body, dict):
         raise _BadRequest(400, "the body must be a JSON object with 'features' and 'entities'")
-    features = body.get("features")
-    if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
-        raise _BadRequest(400, "'features' must be a non-empty list of 'view:feature' strings")
+    service = body.get("feature_service")
+    if service is not None and not isinstance(service, str):
+        raise _BadRequest(400, "'feature_service' must be a feature service's name")
+    features = body.get("features", [] if service else None)
+    if not isinstance(features, list) or not (features or service) or not all(isinstance(f, str) for f in features):
+        raise _BadRequest(400, "'features' must be a non-empty list of 'view:feature' strings and derived feature "
+                          "names (or give 'feature_service')")
     entities = body.get("entities")
     if not isinstance(entities, dict) or not entities:
         raise _BadRequest(400, "'entities' must be an object mapping each entity key to a list of values")
@@ -68,7 +74,7 @@ def _parse_request(body: Any, max_entities: int) -> tuple[list[str], list[str], 
         raise _BadRequest(400, f"{count} entities in one request; at most {max_entities} "
                           "(rillet serve --max-entities): split the request")
     rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-    return features, list(columns), rows, _parse_as_of(body.get("as_of"))
+    return features, service, list(columns), rows, _parse_as_of(body.get("as_of"))
 
 
 def _parse_as_of(value: Any) -> int | None:
@@ -98,6 +104,10 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
     latency = Histogram("rillet_serve_request_seconds", "Time to answer POST /features/online, by status",
                         ["status"], registry=registry,
                         buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+    derived_errors = Counter("rillet_derived_errors", "Rows whose derived feature function raised (a null with "
+                             "status ERROR)", ["feature"], registry=registry)
+    service_versions = {name: service.fingerprint(reader.views, reader.derived)
+                        for name, service in reader.services.items()}
 
     @web.middleware
     async def timed(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -117,8 +127,8 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
                 body = await read_json_body(request, body_timeout_s)
             except BodyError as exc:
                 raise _BadRequest(exc.status, exc.message) from None
-            features, entity_keys, rows, as_of = _parse_request(body, max_entities)
-            plan = reader.plan(features, rows)
+            features, service, entity_keys, rows, as_of = _parse_request(body, max_entities)
+            plan = reader.plan(features, rows, service=service)
         except _BadRequest as exc:
             return reply({"error": "bad_request", "message": exc.message}, exc.status)
         except UnknownFeatureError as exc:
@@ -133,7 +143,7 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
             return reply({"error": "unavailable", "message": "the online store does not answer"}, 503)
         known = {view: [blob is not None for blob in view_blobs]
                  for (view, _keys), (_version, view_blobs) in zip(plan.keys, fetched, strict=True)}
-        refs = [f"{view}:{name}" for view, names in plan.wanted.items() for name in names]
+        refs = plan.feature_names
         formatted: dict[int | None, str | None] = {}  # an entity's features share one timestamp: format it once
 
         def stamp_text(ms: int | None) -> str | None:
@@ -145,15 +155,23 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
         results = [{"values": [row[key] for row in rows], "statuses": ["PRESENT"] * len(rows),
                     "event_timestamps": [None] * len(rows)} for key in entity_keys]
         for ref in refs:
-            view = ref.split(":", 1)[0]
             values = [row[ref] for row in response.rows]
+            if ref in response.derived_statuses:  # a derived feature: computed now, no event time of its own
+                derived_errors.labels(ref).inc(response.derived_statuses[ref].count("ERROR"))
+                results.append({"values": values, "statuses": response.derived_statuses[ref],
+                                "event_timestamps": [None] * len(values)})
+                continue
+            view = ref.split(":", 1)[0]
             stamps = [stamps[ref] for stamps in response.event_timestamps]
             results.append({
                 "values": values,
                 "statuses": [value_status(v, s, k) for v, s, k in zip(values, stamps, known[view], strict=True)],
                 "event_timestamps": [stamp_text(s) for s in stamps],
             })
-        return reply({"metadata": {"feature_names": entity_keys + refs}, "results": results})
+        metadata: dict[str, Any] = {"feature_names": entity_keys + refs}
+        if service:
+            metadata["feature_service"] = {"name": service, "version": service_versions[service]}
+        return reply({"metadata": metadata, "results": results})
 
     @routes.get("/health")
     async def health(request: web.Request) -> web.Response:
@@ -169,7 +187,7 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
 
     refs = [f"{name}:{feature}" for name, engine in reader.engines.items() for feature in ["*", *engine.value_names]]
     entity_fields = sorted({f for view in reader.views.values() for f in view.entity_fields})
-    document = openapi_document(max_entities, refs, entity_fields)
+    document = openapi_document(max_entities, refs + sorted(reader.derived), entity_fields, sorted(reader.services))
 
     @routes.get("/openapi.json")
     async def openapi(request: web.Request) -> web.Response:
@@ -226,6 +244,7 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "features": {"type": "array", "minItems": 1, "items": {"type": "string"},
                                  "example": ["payments:amount_sum_5m"]},
+                    "feature_service": {"type": "string", "description": "a feature service: its features too"},
                     "entities": {"type": "object", "minProperties": 1,
                                  "additionalProperties": {"type": "array", "items": {
                                      "oneOf": [{"type": "string"}, {"type": "integer"}]}},
@@ -239,11 +258,13 @@ OPENAPI: dict[str, Any] = {
                             "type": "object", "required": ["metadata", "results"],
                             "properties": {
                                 "metadata": {"type": "object", "properties": {
-                                    "feature_names": {"type": "array", "items": {"type": "string"}}}},
+                                    "feature_names": {"type": "array", "items": {"type": "string"}},
+                                    "feature_service": {"type": "object", "properties": {
+                                        "name": {"type": "string"}, "version": {"type": "string"}}}}},
                                 "results": {"type": "array", "items": {"type": "object", "properties": {
                                     "values": {"type": "array", "items": {}},
                                     "statuses": {"type": "array", "items": {"type": "string", "enum": [
-                                        "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE"]}},
+                                        "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "ERROR"]}},
                                     "event_timestamps": {"type": "array",
                                                          "items": {"type": "string", "nullable": True}},
                                 }}},
@@ -270,7 +291,7 @@ OPENAPI: dict[str, Any] = {
 
 
 def openapi_document(max_entities: int, features: list[str] | None = None,
-                     entity_keys: list[str] | None = None) -> dict[str, Any]:
+                     entity_keys: list[str] | None = None, services: list[str] | None = None) -> dict[str, Any]:
     """The OpenAPI document of a server that accepts at most `max_entities` per request, naming the
     feature references and entity keys it serves (so clients and fuzzers know the valid ones)."""
     document = json.loads(json.dumps(OPENAPI))
@@ -280,6 +301,8 @@ def openapi_document(max_entities: int, features: list[str] | None = None,
     if features:
         body["properties"]["features"]["items"]["enum"] = features
         body["properties"]["features"]["example"] = features[:1]
+    if services:
+        body["properties"]["feature_service"]["enum"] = services
     if entity_keys:
         entities["properties"] = {key: dict(entities["additionalProperties"]) for key in entity_keys}
         entities["example"] = {entity_keys[0]: ["u0001", "u0002"]}

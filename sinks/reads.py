@@ -26,9 +26,11 @@ import redis.asyncio as aredis
 from sinks.online import online_key
 from sinks.redis_client import is_cluster, mget
 from streams.definitions import FeatureView
+from streams.derived import REQUEST_PREFIX, DerivedFeature
 from streams.entity_keys import composite_key
 from streams.errors import UnknownFeatureError
 from streams.kernel.engine import ViewEngine
+from streams.services import FeatureService, select
 
 if TYPE_CHECKING:
     from sinks.served_log import ServedLog
@@ -67,6 +69,7 @@ class OnlineResponse:
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     event_timestamps: list[dict[str, int | None]] = field(default_factory=list)
+    derived_statuses: dict[str, list[str]] = field(default_factory=dict)  # derived feature -> status per row
 
     def to_dict(self) -> dict[str, list[Any]]:
         """Column-oriented, like Feast's `OnlineResponse.to_dict()`."""
@@ -81,9 +84,18 @@ class OnlineResponse:
 class ReadPlan:
     """What a read needs: the value names per view, the rows asked for, and the entities per view."""
 
-    wanted: dict[str, list[str]]
+    wanted: dict[str, list[str]]  # every value read, derived inputs included
     entity_rows: list[dict[str, Any]]
     keys: list[tuple[str, list[str]]]  # (view, entity ids)
+    derived: list[DerivedFeature] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)  # `view:feature` read only as derived inputs
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The names a response shows, in order: references, then derived features."""
+        hidden = set(self.hidden)
+        refs = [f"{view}:{name}" for view, names in self.wanted.items() for name in names]
+        return [ref for ref in refs if ref not in hidden] + [d.name for d in self.derived]
 
 
 # KEYS[1]: the view's active pointer; ARGV[1]: the key prefix up to the version; ARGV[2..]: entities.
@@ -108,8 +120,11 @@ class FeatureReader:
     """Reads features of the given views from the online store, following each view's active version."""
 
     def __init__(self, views: list[FeatureView], client: redis.Redis, version: int | None = None,
-                 served_log: ServedLog | None = None) -> None:
+                 served_log: ServedLog | None = None, services: dict[str, FeatureService] | None = None,
+                 derived: dict[str, DerivedFeature] | None = None) -> None:
         self.views = {v.name: v for v in views}
+        self.services = services or {}
+        self.derived = derived or {}
         self.served_log = served_log if served_log is not None and served_log.rate > 0 else None
         self.engines = {v.name: ViewEngine(v) for v in views}
         self.redis = client
@@ -132,9 +147,25 @@ class FeatureReader:
     def _resolve(self, features: list[str]) -> dict[str, list[str]]:
         return resolve_features(self.engines, features)
 
-    def plan(self, features: list[str], entity_rows: list[dict[str, Any]]) -> ReadPlan:
-        """Which keys to read for these features and entity rows; errors name the missing piece."""
-        wanted = self.resolve(features)
+    def service(self, name: str) -> FeatureService:
+        found = self.services.get(name)
+        if found is None:
+            raise UnknownFeatureError(f"no feature service {name!r}; defined: "
+                                      f"{', '.join(sorted(self.services)) or '(none)'}")
+        return found
+
+    def plan(self, features: list[str], entity_rows: list[dict[str, Any]], *, service: str | None = None) -> ReadPlan:
+        """Which keys to read for these features (and a service's) and entity rows; errors name the missing piece."""
+        selection = select(list(features or []), self.service(service) if service else None, self.derived)
+        wanted = self.resolve(selection.references)
+        shown = self.resolve(selection.outputs) if selection.outputs else {}
+        hidden = [f"{view}:{n}" for view, names in wanted.items() for n in names if n not in shown.get(view, [])]
+        for d in selection.derived:
+            for name in d.request_inputs:
+                for i, row in enumerate(entity_rows):
+                    if name not in row:
+                        raise UnknownFeatureError(f"entity row {i} has no {name!r} (a request input of derived "
+                                                  f"feature {d.name})")
         keys: list[tuple[str, list[str]]] = []
         for view_name in wanted:
             view = self.views[view_name]
@@ -148,7 +179,7 @@ class FeatureReader:
                 else:
                     entities.append(composite_key([_entity_text(row[name], i, name) for name in fields]))
             keys.append((view_name, entities))
-        return ReadPlan(wanted, entity_rows, keys)
+        return ReadPlan(wanted, entity_rows, keys, selection.derived, hidden)
 
     def _script_args(self, view_name: str, entities: list[str]) -> tuple[list[str], list[str]]:
         from replay.versions import VersionRegistry
@@ -248,29 +279,51 @@ class FeatureReader:
             if logged:
                 self.served_log.record(now_ms, as_of, view_name, version, plan.wanted[view_name],  # type: ignore[union-attr]
                                        logged)
+        if plan.derived or plan.hidden:
+            _add_derived(plan, response)
         return response
 
     def get_online_features(self, features: list[str], entity_rows: list[dict[str, Any]],
-                            as_of: int | None = None) -> OnlineResponse:
+                            as_of: int | None = None, *, service: str | None = None) -> OnlineResponse:
         """The features of each entity row, as of now or `as_of` (epoch ms): one round trip.
 
         Args:
-            features: `view:feature` references (`view:*` for all of a view).
-            entity_rows: one dict per entity, holding each view's entity field.
+            features: `view:feature` references (`view:*` for all of a view) and derived feature names.
+            entity_rows: one dict per entity, holding each view's entity field(s) and the request inputs
+                of the derived features asked for.
             as_of: epoch milliseconds; not earlier than each entity's latest event.
+            service: a feature service's name: its features are read too, in the same round trip.
         """
-        plan = self.plan(features, entity_rows)
+        plan = self.plan(features, entity_rows, service=service)
         if not entity_rows:
             return OnlineResponse()
         return self.evaluate(plan, self.fetch(plan), as_of)
 
     async def get_online_features_async(self, client: aredis.Redis, features: list[str],
-                                        entity_rows: list[dict[str, Any]], as_of: int | None = None) -> OnlineResponse:
+                                        entity_rows: list[dict[str, Any]], as_of: int | None = None, *,
+                                        service: str | None = None) -> OnlineResponse:
         """`get_online_features` for asyncio servers, on an asyncio Redis client."""
-        plan = self.plan(features, entity_rows)
+        plan = self.plan(features, entity_rows, service=service)
         if not entity_rows:
             return OnlineResponse()
         return self.evaluate(plan, await self.fetch_async(client, plan), as_of)
+
+
+def _add_derived(plan: ReadPlan, response: OnlineResponse) -> None:
+    """Compute the derived features from the read values and the rows' request inputs, then drop the
+    values read only as their inputs."""
+    rows, asked = response.rows, plan.entity_rows
+    for d in plan.derived:
+        columns = [[asked[i][ref.removeprefix(REQUEST_PREFIX)] for i in range(len(rows))]
+                   if ref.startswith(REQUEST_PREFIX) else [row.get(ref) for row in rows] for ref in d.inputs]
+        values, statuses = d.evaluate(columns)
+        for row, value in zip(rows, values, strict=True):
+            row[d.name] = value
+        response.derived_statuses[d.name] = statuses
+    for ref in plan.hidden:
+        for row, stamps in zip(rows, response.event_timestamps, strict=True):
+            row.pop(ref, None)
+            stamps.pop(ref, None)
 
 
 def entity_status(stamp: int | None, known: bool) -> str:

@@ -146,9 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     get = sub.add_parser("get", help="print an entity's features as JSON")
     get.add_argument("--features", dest="sub_features", help="feature definitions file")
-    get.add_argument("--view", required=True)
+    what = get.add_mutually_exclusive_group(required=True)
+    what.add_argument("--view", help="every feature of this view")
+    what.add_argument("--service", help="a feature service's features, derived ones included")
     get.add_argument("--entity", required=True, action="append",
-                     help="entity id (repeatable); a composite entity's values separated by commas: u1,m7")
+                     help="entity id (repeatable); a composite entity's values separated by commas: u1,m7; "
+                          "or field=value pairs: user_id=u1,amount=12.5 (request inputs of derived features too)")
     get.add_argument("--as-of", type=_parse_time_ms, help="epoch ms or ISO-8601 (default: now)")
 
     historical = sub.add_parser("historical", help="point-in-time join: features at each entity row's time, "
@@ -156,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     historical.add_argument("--features", dest="sub_features", help="feature definitions file")
     historical.add_argument("--entities", required=True, help="Parquet or CSV file: the entity column(s) and "
                             "event_timestamp (epoch ms or ISO-8601 with a timezone; a CSV may mix them)")
-    historical.add_argument("--select", dest="refs", required=True, action="append",
-                            help="view:feature or view:* (comma-separated, repeatable)")
+    historical.add_argument("--select", dest="refs", action="append", default=[],
+                            help="view:feature, view:* or a derived feature (comma-separated, repeatable)")
+    historical.add_argument("--service", help="a feature service: its features (with --select: those too)")
     historical.add_argument("--out", required=True, help="Parquet file to write")
     historical.add_argument("--full-feature-names", action="store_true", help="name columns view__feature")
     historical.add_argument("--dask", metavar="ADDRESS", help="run the join on this Dask scheduler's workers "
@@ -265,6 +269,20 @@ def _views(args: argparse.Namespace, settings: Settings) -> list:
     return load_views(_features_path(args, settings))
 
 
+def _definitions(args: argparse.Namespace, settings: Settings) -> Any:
+    from streams.services import load_definitions
+
+    return load_definitions(_features_path(args, settings))
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """`user_id=u1,amount=12.5` as an entity row (values as text)."""
+    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+    if not pairs or any(len(p) != 2 or not p[0].strip() for p in pairs):
+        raise ValueError(f"{text!r}: write field=value pairs separated by commas")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
 def _features_path(args: argparse.Namespace, settings: Settings) -> str:
     """The features file a command uses: its own --features, the global one, or RILLET_FEATURES."""
     return _explicit_features(args) or settings.features
@@ -365,18 +383,27 @@ def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.redis_client import connect_redis
     from streams.entity_keys import row_from_text
 
-    view = _view(_views(args, settings), args.view)
-    reader = FeatureReader([view], connect_redis(settings))
+    definitions = _definitions(args, settings)
+    if args.service:
+        views, refs = definitions.views, []
+    else:
+        views, refs = [_view(definitions.views, args.view)], [f"{args.view}:*"]
+    reader = FeatureReader(views, connect_redis(settings), services=definitions.services,
+                           derived=definitions.derived)
+    read_views = list(reader.plan(refs, [], service=args.service).wanted)
+    fields = list(dict.fromkeys(f for name in read_views for f in reader.views[name].entity_fields))
     try:
-        rows = [row_from_text(view.entity_fields, e) for e in args.entity]
+        rows = [_pairs(e) if "=" in e else row_from_text(fields, e) for e in args.entity]
     except ValueError as exc:
         raise ConfigError(f"--entity: {exc}") from None
-    response = reader.get_online_features([f"{view.name}:*"], rows, as_of=args.as_of)
+    response = reader.get_online_features(refs, rows, as_of=args.as_of, service=args.service)
     out = []
-    for row, stamps in zip(response.rows, response.event_timestamps, strict=True):
-        latest = next(iter(stamps.values()), None)
-        out.append({**{name: row.pop(name) for name in view.entity_fields}, "event_timestamp_ms": latest,
-                    "features": {k.split(":", 1)[1]: v for k, v in row.items()}})
+    for asked, row, stamps in zip(rows, response.rows, response.event_timestamps, strict=True):
+        latest = max((s for s in stamps.values() if s is not None), default=None)
+        shown = {name: row.pop(name) for name in fields if name in row}
+        out.append({**shown, "event_timestamp_ms": latest,
+                    "features": {(k.split(":", 1)[1] if args.view else k): v for k, v in row.items()
+                                 if k not in asked}})
     print(json.dumps(out[0] if len(out) == 1 else out, indent=2))
     return 0
 
@@ -397,17 +424,21 @@ def cmd_historical(args: argparse.Namespace, settings: Settings) -> int:
 
     from sinks.historical import OfflineReader, read_entity_file
 
-    views = _views(args, settings)
+    definitions = _definitions(args, settings)
+    views = definitions.views
     refs = [r.strip() for group in args.refs for r in group.split(",") if r.strip()]
+    if not refs and not args.service:
+        raise ConfigError("historical: give --select view:feature (or view:*), or --service NAME")
     if not args.out.endswith(".parquet"):
         raise ConfigError(f"--out {args.out!r}: write a .parquet file")
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         raise ConfigError(f"--out {args.out!r}: folder {os.path.dirname(os.path.abspath(args.out))!r} does not exist")
     entities = read_entity_file(args.entities)
     started = time.monotonic()
-    reader = OfflineReader(views, settings.offline_root)
+    reader = OfflineReader(views, settings.offline_root, services=definitions.services, derived=definitions.derived)
     with _dask_cluster(args) as cluster, Progress("historical", entities.num_rows, "rows") as progress:
-        joined = reader.get_historical_features(entities, refs, full_feature_names=args.full_feature_names,
+        joined = reader.get_historical_features(entities, refs, service=args.service,
+                                                full_feature_names=args.full_feature_names,
                                                 on_progress=lambda done, total: progress.update(done, total=total),
                                                 cluster=cluster)
     pq.write_table(joined, args.out)
@@ -610,7 +641,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.reads import FeatureReader
     from sinks.redis_client import connect_redis, connect_redis_async
 
-    views = _views(args, settings)
+    definitions = _definitions(args, settings)
+    views = definitions.views
     if args.workers > 1:
         _check_port_free(args.host, args.port)
         first = _fork_servers(args.workers)  # every process serves the same port (SO_REUSEPORT)
@@ -620,7 +652,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.console import Console
 
     served_log = _served_log(settings)
-    app = make_app(FeatureReader(views, connect_redis(settings), served_log=served_log),
+    app = make_app(FeatureReader(views, connect_redis(settings), served_log=served_log,
+                                 services=definitions.services, derived=definitions.derived),
                    connect_redis_async(settings, max_connections=32), max_entities=args.max_entities,
                    console=Console(settings, views, connect_redis(settings)))
     if served_log is not None:

@@ -248,6 +248,11 @@ class FeatureView:
         )
 
 
+def definitions_module_name(path: str | Path) -> str:
+    """The module a definitions file is imported as (`load_views`), where its other objects are found."""
+    return f"rillet_features_{hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:8]}"
+
+
 def load_views(path: str | Path) -> list[FeatureView]:
     """Import a definitions file and return the FeatureViews it defines, in order.
 
@@ -258,7 +263,7 @@ def load_views(path: str | Path) -> list[FeatureView]:
         raise DefinitionError(f"feature definitions file {str(path)!r} is a directory; name the .py file in it")
     if not path.is_file():
         raise DefinitionError(f"feature definitions file {str(path)!r} does not exist")
-    module_name = f"rillet_features_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    module_name = definitions_module_name(path)
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise DefinitionError(f"{path}: not a Python file")

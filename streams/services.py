@@ -1,0 +1,162 @@
+"""Feature services: a named, versioned set of features across views, read as one unit.
+
+    fraud_v3 = FeatureService("fraud_v3", ["payments:amount_sum_5m", "logins:*", amount_vs_hour_mean])
+
+A service lists `view:feature` references (`view:*` for a whole view) and
+derived features (the object, or its name). Online it is one read: every
+view's states come in one round trip to Redis, then the derived features are
+computed; offline it is one point-in-time join. Its `fingerprint` changes
+whenever anything that changes its values does (a view's definition, a
+derived function's code), so a model can record which version it was
+trained on and a server can say which one it answers with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.definitions import FeatureView, definitions_module_name, load_views
+from streams.derived import DerivedFeature
+from streams.errors import DefinitionError, UnknownFeatureError
+
+__all__ = ["Definitions", "FeatureService", "Selection", "load_definitions", "select"]
+
+
+@dataclass(frozen=True)
+class FeatureService:
+    """A named set of feature references and derived features."""
+
+    name: str
+    features: tuple[str | DerivedFeature, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").isalnum():
+            raise DefinitionError(f"FeatureService name {self.name!r}: use letters, digits and _")
+        object.__setattr__(self, "features", tuple(self.features))
+        if not self.features:
+            raise DefinitionError(f"FeatureService {self.name}: needs at least one feature")
+        for item in self.features:
+            if not isinstance(item, str | DerivedFeature):
+                raise DefinitionError(f"FeatureService {self.name}: {item!r} is neither 'view:feature' nor a "
+                                      "derived feature")
+
+    def fingerprint(self, views: dict[str, FeatureView], derived: dict[str, DerivedFeature]) -> str:
+        """A hash of everything that changes the service's values: its list, its views' definitions and
+        its derived functions' code."""
+        picked = select(list(self.features), None, derived)
+        spec = {
+            "features": [ref for ref in picked.outputs],
+            "views": {name: views[name].fingerprint for name in sorted({r.partition(":")[0] for r in
+                                                                         picked.outputs + picked.inputs})
+                      if name in views},
+            "derived": [[d.name, list(d.inputs), d.vectorized, _code_hash(d.function)] for d in picked.derived],
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _code_hash(function: Callable) -> str:
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return repr(function)
+    return hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a read asks for: feature references shown, derived features, and the references read only
+    as derived inputs (not shown unless asked for)."""
+
+    outputs: list[str]
+    derived: list[DerivedFeature]
+    inputs: list[str]
+
+    @property
+    def references(self) -> list[str]:
+        return self.outputs + [ref for ref in self.inputs if ref not in self.outputs]
+
+
+def select(features: list[str | DerivedFeature], service: FeatureService | None,
+           derived: dict[str, DerivedFeature]) -> Selection:
+    """Split a feature list (and a service's) into references and derived features.
+
+    Raises:
+        UnknownFeatureError: a name that is neither `view:feature` nor a derived feature.
+    """
+    items = [*features, *(service.features if service else ())]
+    outputs: list[str] = []
+    picked: list[DerivedFeature] = []
+    for item in items:
+        if isinstance(item, DerivedFeature):
+            found: DerivedFeature | None = item
+        elif ":" in item:
+            if item not in outputs:
+                outputs.append(item)
+            continue
+        else:
+            found = derived.get(item)
+            if found is None:
+                raise UnknownFeatureError(f"{item!r} is neither view:feature nor a derived feature; derived "
+                                          f"features: {', '.join(sorted(derived)) or '(none)'}")
+        if found not in picked:
+            picked.append(found)
+    inputs = [ref for d in picked for ref in d.feature_inputs]
+    return Selection(outputs, picked, list(dict.fromkeys(inputs)))
+
+
+@dataclass(frozen=True)
+class Definitions:
+    """Everything a definitions file declares."""
+
+    views: list[FeatureView]
+    services: dict[str, FeatureService]
+    derived: dict[str, DerivedFeature]
+
+    def service(self, name: str) -> FeatureService:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise UnknownFeatureError(f"no feature service {name!r}; defined: "
+                                      f"{', '.join(sorted(self.services)) or '(none)'}") from None
+
+
+def load_definitions(path: str | Path) -> Definitions:
+    """The views, feature services and derived features a definitions file declares, checked: every
+    reference of a service or a derived input names a view's feature.
+
+    Raises:
+        DefinitionError: one line naming the service or derived feature and the reference.
+    """
+    views = load_views(path)
+    module = sys.modules[definitions_module_name(path)]
+    services = {s.name: s for s in vars(module).values() if isinstance(s, FeatureService)}
+    derived = {d.name: d for d in vars(module).values() if isinstance(d, DerivedFeature)}
+    for service in services.values():
+        derived.update({d.name: d for d in service.features if isinstance(d, DerivedFeature)})
+    by_name = {v.name: v for v in views}
+    for d in derived.values():
+        _check_references(f"derived feature {d.name}", d.feature_inputs, by_name)
+    for service in services.values():
+        try:
+            picked = select(list(service.features), None, derived)
+        except UnknownFeatureError as exc:
+            raise DefinitionError(f"{path}: FeatureService {service.name}: {exc}") from None
+        _check_references(f"FeatureService {service.name}", picked.outputs, by_name)
+    return Definitions(views, services, derived)
+
+
+def _check_references(owner: str, refs: list[str], views: dict[str, FeatureView]) -> None:
+    from streams.kernel.engine import ViewEngine
+
+    for ref in refs:
+        view_name, _, name = ref.partition(":")
+        view = views.get(view_name)
+        if view is None:
+            raise DefinitionError(f"{owner}: {ref!r} names no view; views: {', '.join(sorted(views))}")
+        if name != "*" and name not in ViewEngine(view).value_names:
+            raise DefinitionError(f"{owner}: view {view_name} has no feature {name!r}")
