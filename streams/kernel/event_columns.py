@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["BatchField", "EventColumn", "FieldGroups", "gather_ranges", "reduce_ranges"]
+__all__ = ["BatchField", "EventColumn", "FieldGroups", "gather_ranges", "reduce_ranges", "sorted_unique"]
 
 
 class EventColumn:
@@ -217,3 +217,10 @@ def gather_ranges(column: EventColumn, compressed: np.ndarray, lo: np.ndarray, h
         np.cumsum(lengths[:-1], out=starts[1:])
     positions = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts - first, lengths)
     return compressed[positions], starts, lengths, present
+
+
+def sorted_unique(x: np.ndarray) -> np.ndarray:
+    """`np.unique(x)` by a sort: NumPy 2.4's plain `unique` of integers takes a hashing path some 60x
+    slower (870 ms against 14 ms for a million int64 here)."""
+    ordered = np.sort(x)
+    return ordered[np.append(True, ordered[1:] != ordered[:-1])] if len(ordered) else ordered

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streams.kernel.engine import ViewEngine
-from streams.kernel.event_columns import EventColumn
+from streams.kernel.event_columns import EventColumn, sorted_unique
 
 __all__ = ["EventLog", "PointInTimeValues", "epoch_ms", "evaluate_at"]
 
@@ -132,7 +132,7 @@ class _Axis:
             self.base, self.width = first - 1, span
             position = times - self.base
         else:
-            self.distinct = np.unique(times)
+            self.distinct = sorted_unique(times)
             self.width = len(self.distinct) + 2
             position = np.searchsorted(self.distinct, times) + 1
         self.keys = codes * self.width + position

@@ -165,7 +165,7 @@ class DecayedSum(AggregationBase):
         breaks = np.zeros(len(terms) + 1, dtype=bool)
         breaks[0] = True
         breaks[1:-1] = anchors[1:] != anchors[:-1]
-        breaks[np.unique(lo)] = True
+        breaks[lo] = True
         starts = np.flatnonzero(breaks[:-1])
         ends = np.append(starts[1:], len(terms))
         totals = [[int(anchors[s]), *_exact_sum(terms[s:e])] for s, e in zip(starts.tolist(), ends.tolist(),
