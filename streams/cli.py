@@ -37,9 +37,9 @@ class _Parser(argparse.ArgumentParser):
         self.commands: dict[str, _Parser] = {}
         super().__init__(*args, **kwargs)
 
-    def add_argument(self, *args: Any, **kwargs: Any) -> Any:
-        self.flags.update(a for a in args if isinstance(a, str) and a.startswith("-"))
-        return super().add_argument(*args, **kwargs)
+    def _add_action(self, action: argparse.Action) -> argparse.Action:
+        self.flags.update(action.option_strings)  # flags of argument groups too
+        return super()._add_action(action)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"rillet: error: {message} (see 'rillet {self.prog.split()[-1]} --help')\n"
@@ -264,9 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _views(args: argparse.Namespace, settings: Settings) -> list:
-    from streams.definitions import load_views
-
-    return load_views(_features_path(args, settings))
+    return _definitions(args, settings).views  # services and derived features are checked too
 
 
 def _definitions(args: argparse.Namespace, settings: Settings) -> Any:

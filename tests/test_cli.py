@@ -68,6 +68,25 @@ payments = FeatureView(name="payments", topic="payments", schema=SCHEMA_DIR / "p
      "event_time 'merchant' is string"),
     (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="merchant", agg="mean"),
      "feature merchant_mean_5m: mean needs a number, but field 'merchant' is string"),
+    (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="amount", agg="last_k"),
+     "aggregation 'last_k' takes a parameter, e.g. last_k(5)"),
+    (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="amount", agg="approx_percentile(99)"),
+     "approx_percentile(99): q must be a number in (0, 1]"),
+    (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="merchant", agg="approx_percentile(0.5)"),
+     "approx_percentile(0.5) needs a number, but field 'merchant' is string"),
+    (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="amount", agg="decayed_sum(1h)"),
+     "decayed_sum(1h) is defined over the entity's whole history; use window=Lifetime()"),
+    (GOOD_VIEW.format(entity=("user_id", "shop"), event_time="event_time", field="amount", agg="sum"),
+     "view payments: entity 'shop', which is not a field"),
+    (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="amount", agg="sum")
+     + "from streams import FeatureService\nfraud = FeatureService('fraud', ['payments:amount_mean_5m'])\n",
+     "FeatureService fraud: view payments has no feature 'amount_mean_5m'"),
+    (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="amount", agg="sum")
+     + "from streams import FeatureService\nfraud = FeatureService('fraud', ['payments:amount_sum_5m', 'ratio'])\n",
+     "FeatureService fraud: 'ratio' is neither view:feature nor a derived feature"),
+    (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="amount", agg="sum")
+     + "from streams import derived\n@derived(inputs=['logins:count_5m'])\ndef ratio(n):\n    return n\n",
+     "derived feature ratio: 'logins:count_5m' names no view"),
 ])
 @pytest.mark.parametrize("command", [["get", "--view", "payments", "--entity", "u1"], ["worker"]])
 def test_broken_features_file_is_one_line(tmp_path, body, needle, command):
