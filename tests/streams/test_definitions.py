@@ -84,7 +84,8 @@ def test_composite_entities(tmp_path):
     view = FeatureView("v", "t", schema, ["entity", "tag"], [Feature("x", "sum", Tumbling("1m"))])
     assert view.entity == ("entity", "tag") and view.entity_fields == ("entity", "tag")
     key = view.entity_key({"entity": "a,\"b", "tag": 7, "x": 1.0})
-    assert key == composite_key(["a,\"b", "7"]) and split_key(view.entity_fields, key) == {"entity": "a,\"b", "tag": "7"}
+    assert key == composite_key(["a,\"b", "7"])
+    assert split_key(view.entity_fields, key) == {"entity": "a,\"b", "tag": "7"}
     single = FeatureView("s", "t", schema, ("entity",), [Feature("x", "sum", Tumbling("1m"))])
     assert single.entity == "entity" and single.entity_key({"entity": 42}) == "42"
     import pyarrow as pa
