@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from streams import Feature, FeatureView, Range, Session, Sliding, Tumbling
+from streams import Feature, FeatureService, FeatureView, Range, Session, Sliding, Tumbling, derived
 
 five_minutes = Tumbling(timedelta(minutes=5))
 last_hour = Sliding(timedelta(hours=1), step=timedelta(minutes=5))
@@ -33,3 +33,14 @@ payments = FeatureView(
         Feature("amount", "sum", visit),
     ],
 )
+
+
+@derived(inputs=["payments:amount_mean_1h_every_5m", "request:amount"])
+def amount_vs_hour_mean(mean_1h, amount):
+    """How a payment being scored compares with the user's mean over the last hour (null without one)."""
+    return float(amount) / mean_1h if mean_1h else None
+
+
+# The features a fraud model reads, as one unit: rillet get --service fraud_v1 --entity user_id=u1,amount=250
+fraud_v1 = FeatureService("fraud_v1", ["payments:amount_sum_5m", "payments:amount_count_5m",
+                                       "payments:merchant_count_distinct_1h_every_5m", amount_vs_hour_mean])
