@@ -51,7 +51,7 @@ class FeatureService:
         its derived functions' code."""
         picked = select(list(self.features), None, derived)
         spec = {
-            "features": [ref for ref in picked.outputs],
+            "features": picked.outputs,
             "views": {name: views[name].fingerprint for name in sorted({r.partition(":")[0] for r in
                                                                          picked.outputs + picked.inputs})
                       if name in views},
@@ -153,10 +153,13 @@ def load_definitions(path: str | Path) -> Definitions:
 def _check_references(owner: str, refs: list[str], views: dict[str, FeatureView]) -> None:
     from streams.kernel.engine import ViewEngine
 
+    names: dict[str, list[str]] = {}
     for ref in refs:
         view_name, _, name = ref.partition(":")
         view = views.get(view_name)
         if view is None:
             raise DefinitionError(f"{owner}: {ref!r} names no view; views: {', '.join(sorted(views))}")
-        if name != "*" and name not in ViewEngine(view).value_names:
+        if view_name not in names:
+            names[view_name] = ViewEngine(view).value_names
+        if name != "*" and name not in names[view_name]:
             raise DefinitionError(f"{owner}: view {view_name} has no feature {name!r}")
