@@ -57,11 +57,16 @@ class Last(AggregationBase):
     counts_nulls = False
     needs_numbers = False
 
+    @staticmethod
+    def _wins(new: tuple[int, int], old: tuple[int, int]) -> bool:
+        """Whether an event ordered `new` replaces the kept one; a full tie goes to the later arrival."""
+        return new >= old
+
     def initial(self) -> Any:
         return None
 
     def add(self, state: Any, value: Any, event_ms: int, offset: int) -> Any:
-        if state is None or (event_ms, offset) >= (state[0], state[1]):
+        if state is None or self._wins((event_ms, offset), _order_key(state)):
             return [event_ms, offset, value]
         return state
 
@@ -70,11 +75,13 @@ class Last(AggregationBase):
             return newer
         if newer is None:
             return older
-        return newer if _order_key(newer) >= _order_key(older) else older
+        return newer if self._wins(_order_key(newer), _order_key(older)) else older
 
     def combine(self, states: list) -> Any:
-        present = [s for s in states if s is not None]
-        return max(present, key=_order_key) if present else None
+        out = None
+        for state in states:
+            out = self.merge(out, state)
+        return out
 
     def result(self, state: Any) -> Any:
         return None if state is None else state[2]
@@ -85,46 +92,30 @@ class Last(AggregationBase):
         present = (hi > lo) & (last >= lo)
         return column.decode(column.values[np.where(present, last, 0)]), present
 
+    def _picked(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Of each group's run of ranked values [start, end): where the kept one is."""
+        return ends - 1
+
     def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
-        ranked, owner, _, ends = _ranked(values, lo, hi)
+        ranked, owner, starts, ends = _ranked(values, lo, hi)
+        picked = self._picked(starts, ends)
         out: list = [None] * len(lo)
-        ends = ends - 1
-        for g, entry in zip(owner[ends].tolist(), _entries(values, ranked[ends].tolist()), strict=True):
+        for g, entry in zip(owner[picked].tolist(), _entries(values, ranked[picked].tolist()), strict=True):
             out[g] = entry
         return out
 
 
-class First(AggregationBase):
+class First(Last):
     """Value of the event with the smallest event time; ties go to the earlier offset.
 
     State: None or [event_ms, offset, value].
     """
 
     name = "first"
-    counts_nulls = False
-    needs_numbers = False
 
-    def initial(self) -> Any:
-        return None
-
-    def add(self, state: Any, value: Any, event_ms: int, offset: int) -> Any:
-        if state is None or (event_ms, offset) < (state[0], state[1]):
-            return [event_ms, offset, value]
-        return state
-
-    def merge(self, older: Any, newer: Any) -> Any:
-        if older is None:
-            return newer
-        if newer is None:
-            return older
-        return newer if _order_key(newer) < _order_key(older) else older
-
-    def combine(self, states: list) -> Any:
-        present = [s for s in states if s is not None]
-        return min(present, key=_order_key) if present else None
-
-    def result(self, state: Any) -> Any:
-        return None if state is None else state[2]
+    @staticmethod
+    def _wins(new: tuple[int, int], old: tuple[int, int]) -> bool:
+        return new < old  # a full tie keeps the earlier arrival
 
     def over_ranges(self, column: EventColumn, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         first = column.valid_before[lo]  # the rank of the first valid value at or after lo
@@ -132,12 +123,8 @@ class First(AggregationBase):
         at = column.valid_positions[np.where(present, first, 0)] if len(column.valid_positions) else lo
         return column.decode(column.values[np.where(present, at, 0)]), present
 
-    def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
-        ranked, owner, starts, _ = _ranked(values, lo, hi)
-        out: list = [None] * len(lo)
-        for g, entry in zip(owner[starts].tolist(), _entries(values, ranked[starts].tolist()), strict=True):
-            out[g] = entry
-        return out
+    def _picked(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        return starts
 
 
 class LastK(AggregationBase):
