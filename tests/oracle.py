@@ -162,7 +162,9 @@ def late_mask(arrivals: list[OEvent], grace: int, partition_of) -> list[bool]:
 
 
 def close(a: Any, b: Any) -> bool:
-    """Equal, with floats to a relative 1e-9 (semantics.md); lists item by item."""
+    """Equal, with floats to a relative 1e-9 (semantics.md); lists item by item; a top_k pair as training data
+    types it ({value, count}) is the contract's [value, count]."""
+    a, b = _pair(a), _pair(b)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) or isinstance(b, float):
@@ -170,3 +172,7 @@ def close(a: Any, b: Any) -> bool:
             return False
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
     return a == b
+
+
+def _pair(x: Any) -> Any:
+    return [x["value"], x["count"]] if isinstance(x, dict) and set(x) == {"value", "count"} else x

@@ -25,11 +25,14 @@ from streams.kernel.engine import Event
 from tests.oracle import OEvent, close, value_at
 
 FEATURES = """
-from streams import Feature, FeatureView, Session, Sliding, Tumbling
+from streams import Feature, FeatureView, Lifetime, Session, Sliding, Tumbling
 payments = FeatureView(
     name="payments", topic="payments", schema="{schema}", entity="user_id", event_time="event_time", ttl="2h",
     features=[Feature("amount", "sum", Tumbling("5m")), Feature("amount", "max", Sliding("1h", "10m")),
-              Feature("merchant", "last", Session("15m")), Feature("merchant", "count_distinct", Sliding("1h", "10m"))],
+              Feature("merchant", "last", Session("15m")), Feature("merchant", "count_distinct", Sliding("1h", "10m")),
+              Feature("amount", "approx_percentile(0.9)", Sliding("1h", "10m")),
+              Feature("merchant", "top_k(2)", Tumbling("5m")), Feature("amount", "last_k(2)", Session("15m")),
+              Feature("amount", "decayed_sum(30m)", Lifetime()), Feature(None, "age", Lifetime())],
 )
 """
 BASE = 1_767_225_600_000
