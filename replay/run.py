@@ -37,7 +37,7 @@ from streams.definitions import FeatureView
 from streams.errors import EventDecodeError, RilletError
 from streams.kafka_log import client_config
 from streams.kernel.engine import ViewEngine
-from streams.kernel.processor import SourceRecord, ViewProcessor
+from streams.kernel.processor import SourceRecord, ViewProcessor, resume_collector
 from streams.kernel.watermark import PartitionProgress, Watermarks
 from streams.settings import Settings
 from streams.tansu import fetch_high_watermarks
@@ -162,6 +162,12 @@ class Replay:
     def run(self, *, on_progress: Progress | None = None, dry_run: bool = False,
             stop_after: int | None = None) -> ReplayReport:
         """Replay to the head (or --until), then switch; `stop_after` records ends early (tests, partial runs)."""
+        try:
+            return self._run(on_progress=on_progress, dry_run=dry_run, stop_after=stop_after)
+        finally:
+            resume_collector()  # the batches paused it (streams.kernel.processor)
+
+    def _run(self, *, on_progress: Progress | None, dry_run: bool, stop_after: int | None) -> ReplayReport:
         if dry_run:
             return ReplayReport(version=0, resumed=False, ranges=self.plan())
         info, resumed = self.registry.start_build(self.view, {"from": self.from_ms, "until": self.until_ms})

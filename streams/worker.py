@@ -37,7 +37,7 @@ from streams import batch_transport, faults
 from streams.dead_letters import DeadLetterLog
 from streams.definitions import FeatureView
 from streams.kernel.engine import ViewEngine
-from streams.kernel.processor import BatchResult, DeadLetter, SourceRecord, ViewProcessor
+from streams.kernel.processor import BatchResult, DeadLetter, SourceRecord, ViewProcessor, resume_collector
 from streams.kernel.watermark import PROGRESS_KEY_PREFIX, PartitionProgress, Watermarks
 from streams.metrics import WorkerMetrics
 from streams.offset_gaps import GapReader, OffsetGap, fill_gaps, find_gaps
@@ -550,6 +550,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
 
     @app.timer(1.0)
     async def report_health() -> None:
+        resume_collector()  # paused while batches run: at least once a second it runs (streams.kernel.processor)
         if not app.rebalancing:
             for agent in agents:
                 await agent.report_health()
