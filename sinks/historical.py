@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv as _csv
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,10 @@ from streams.errors import ConfigError, UnknownFeatureError
 from streams.kernel.catalog import get_aggregation
 from streams.kernel.engine import ViewEngine
 from streams.kernel.point_in_time import EventLog, epoch_ms, evaluate_at
-from streams.services import FeatureService, select
+from streams.services import FeatureService, find_service, select
 from streams.timeutil import iso_to_ms
 
-__all__ = ["TIMESTAMP_COLUMN", "OfflineReader", "empty_log", "evaluate_rows", "read_entity_file"]
+__all__ = ["TIMESTAMP_COLUMN", "OfflineReader", "empty_log", "evaluate_rows", "online_form", "read_entity_file"]
 
 TIMESTAMP_COLUMN = "event_timestamp"
 _TS = pa.timestamp("ms", tz="UTC")
@@ -89,10 +90,8 @@ class OfflineReader:
 
         Returns the same kind of table as given, rows in their original order.
         """
-        if service is not None and service not in self.services:
-            raise UnknownFeatureError(f"no feature service {service!r}; defined: "
-                                      f"{', '.join(sorted(self.services)) or '(none)'}")
-        selection = select(list(features or []), self.services.get(service) if service else None, self.derived)
+        selection = select(list(features or []), find_service(self.services, service) if service else None,
+                           self.derived)
         wanted = resolve_features(self.engines, selection.references)
         shown = resolve_features(self.engines, selection.outputs) if selection.outputs else {}
         table, as_pandas = _as_arrow(entity_df)
@@ -145,7 +144,7 @@ class OfflineReader:
                 out = out.append_column(label, column)
         for d in selection.derived:
             columns = [table[ref.removeprefix(REQUEST_PREFIX)].to_pylist() if ref.startswith(REQUEST_PREFIX)
-                       else _plain_values(inputs[ref]) for ref in d.inputs]
+                       else [online_form(v) for v in inputs[ref].to_pylist()] for ref in d.inputs]
             values, _ = d.evaluate(columns)
             if d.name in out.column_names:
                 raise ConfigError(f"column {d.name!r} would appear twice; rename the derived feature")
@@ -191,14 +190,14 @@ def evaluate_rows(view: FeatureView, log: EventLog, entities: pa.Array | pa.Chun
     return out
 
 
-def _plain_values(column: pa.Array) -> list:
-    """A joined column as the online read gives it: timestamps as epoch ms, top_k's pairs as [value, count]."""
-    if pa.types.is_timestamp(column.type):
-        return column.cast(pa.int64()).to_pylist()
-    values = column.to_pylist()
-    if pa.types.is_list(column.type) and pa.types.is_struct(column.type.value_type):
-        return [None if v is None else [[p["value"], p["count"]] for p in v] for v in values]
-    return values
+def online_form(value: Any) -> Any:
+    """A joined value as the online read gives it: timestamps as epoch milliseconds, top_k's structs as
+    [value, count] pairs (derived features take their inputs so; skew compares so)."""
+    if isinstance(value, datetime):
+        return round(value.timestamp() * 1000)
+    if isinstance(value, list):
+        return [[v["value"], v["count"]] if isinstance(v, dict) else v for v in value]
+    return value
 
 
 def read_entity_file(path: str | Path) -> pa.Table:

@@ -30,7 +30,7 @@ from streams.derived import REQUEST_PREFIX, DerivedFeature
 from streams.entity_keys import composite_key
 from streams.errors import UnknownFeatureError
 from streams.kernel.engine import ViewEngine
-from streams.services import FeatureService, select
+from streams.services import FeatureService, find_service, select
 
 if TYPE_CHECKING:
     from sinks.served_log import ServedLog
@@ -147,16 +147,10 @@ class FeatureReader:
     def _resolve(self, features: list[str]) -> dict[str, list[str]]:
         return resolve_features(self.engines, features)
 
-    def service(self, name: str) -> FeatureService:
-        found = self.services.get(name)
-        if found is None:
-            raise UnknownFeatureError(f"no feature service {name!r}; defined: "
-                                      f"{', '.join(sorted(self.services)) or '(none)'}")
-        return found
-
     def plan(self, features: list[str], entity_rows: list[dict[str, Any]], *, service: str | None = None) -> ReadPlan:
         """Which keys to read for these features (and a service's) and entity rows; errors name the missing piece."""
-        selection = select(list(features or []), self.service(service) if service else None, self.derived)
+        selection = select(list(features or []), find_service(self.services, service) if service else None,
+                           self.derived)
         wanted = self.resolve(selection.references)
         shown = self.resolve(selection.outputs) if selection.outputs else {}
         hidden = [f"{view}:{n}" for view, names in wanted.items() for n in names if n not in shown.get(view, [])]

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
-from sinks.historical import OfflineReader
+from sinks.historical import OfflineReader, online_form
 from streams.definitions import FeatureView
 from streams.entity_keys import split_key
 
@@ -92,7 +91,7 @@ def measure_skew(view: FeatureView, offline_root: Any, served: list[dict], *, ex
                     continue
                 skew = skews.setdefault(name, FeatureSkew(name))
                 skew.compared += 1
-                online, want = served_value["value"], _plain(offline[name][i])
+                online, want = served_value["value"], online_form(offline[name][i])
                 verdict, error = _compare(online, want, aggregation.get(name))
                 if verdict == "ok":
                     continue
@@ -102,15 +101,6 @@ def measure_skew(view: FeatureView, offline_root: Any, served: list[dict], *, ex
                     skew.examples.append({"entity": record["entity"], "read_ms": record["read_ms"], "kind": verdict,
                                           "online": online, "offline": want, "status": served_value["status"]})
     return SkewReport(view.name, len(served), [skews[n] for n in sorted(skews)])
-
-
-def _plain(value: Any) -> Any:
-    """A joined value as the log holds it: timestamps as epoch milliseconds, top_k's structs as [value, count]."""
-    if isinstance(value, datetime):
-        return round(value.timestamp() * 1000)
-    if isinstance(value, list):
-        return [[v["value"], v["count"]] if isinstance(v, dict) else v for v in value]
-    return value
 
 
 def _compare(online: Any, offline: Any, aggregation: str | None) -> tuple[str, float]:

@@ -24,7 +24,7 @@ from streams.definitions import FeatureView, definitions_module_name, load_views
 from streams.derived import DerivedFeature
 from streams.errors import DefinitionError, UnknownFeatureError
 
-__all__ = ["Definitions", "FeatureService", "Selection", "load_definitions", "select"]
+__all__ = ["Definitions", "FeatureService", "Selection", "find_service", "load_definitions", "select"]
 
 
 @dataclass(frozen=True)
@@ -118,11 +118,15 @@ class Definitions:
     derived: dict[str, DerivedFeature]
 
     def service(self, name: str) -> FeatureService:
-        try:
-            return self.services[name]
-        except KeyError:
-            raise UnknownFeatureError(f"no feature service {name!r}; defined: "
-                                      f"{', '.join(sorted(self.services)) or '(none)'}") from None
+        return find_service(self.services, name)
+
+
+def find_service(services: dict[str, FeatureService], name: str) -> FeatureService:
+    """The service called `name`; the error lists those that exist."""
+    found = services.get(name)
+    if found is None:
+        raise UnknownFeatureError(f"no feature service {name!r}; defined: {', '.join(sorted(services)) or '(none)'}")
+    return found
 
 
 def load_definitions(path: str | Path) -> Definitions:

@@ -93,6 +93,10 @@ class DecayedSum(AggregationBase):
     def output_type(self, field_type: pa.DataType) -> pa.DataType:
         return pa.float64()
 
+    def _anchor(self, event_ms: Any) -> Any:
+        """The start of the 256-half-life stretch an event time (or an array of them) falls in."""
+        return event_ms // self.span_ms * self.span_ms
+
     def _term(self, value: Any, event_ms: int, anchor: int) -> float:
         return value * 2.0 ** ((event_ms - anchor) / self.half_life_ms)
 
@@ -100,7 +104,7 @@ class DecayedSum(AggregationBase):
         return []
 
     def add(self, state: list, value: Any, event_ms: int, offset: int) -> list:
-        anchor = event_ms // self.span_ms * self.span_ms
+        anchor = self._anchor(event_ms)
         return self.combine([state, [[anchor, self._term(value, event_ms, anchor), 0.0]]])
 
     def merge(self, older: list, newer: list) -> list:
@@ -119,13 +123,13 @@ class DecayedSum(AggregationBase):
         return math.fsum([part * 2.0 ** (-(t_ms - anchor) / h) for anchor, hi, lo in state for part in (hi, lo)])
 
     def group_partials(self, values: FieldGroups, lo: np.ndarray, hi: np.ndarray) -> list:
-        objects, event_ms, span = values.objects, values.event_ms.tolist(), self.span_ms
+        objects, event_ms = values.objects, values.event_ms.tolist()
         out = []
         for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
             parts: dict[int, list] = {}
             for i in range(a, b):
                 if objects[i] is not None:
-                    anchor = event_ms[i] // span * span
+                    anchor = self._anchor(event_ms[i])
                     parts.setdefault(anchor, []).append(self._term(objects[i], event_ms[i], anchor))
             out.append([[anchor, *_exact_sum(parts[anchor])] for anchor in sorted(parts)])
         return out
@@ -143,7 +147,7 @@ class DecayedSum(AggregationBase):
             last = int(np.searchsorted(starts, b - 1, side="right")) - 1
             state = [totals[s] for s in range(first, last)]
             tail = starts[last]
-            state.append([int(times[tail]) // self.span_ms * self.span_ms, *_exact_sum(terms[tail:b])])
+            state.append([self._anchor(int(times[tail])), *_exact_sum(terms[tail:b])])
             out[i] = self.result_at(state, t)
         return out, np.ones(len(lo), dtype=bool)
 
@@ -154,7 +158,7 @@ class DecayedSum(AggregationBase):
         key = ("decayed_sum", self.half_life_ms)
         found = column.memo.get(key)
         if found is None:
-            anchors = times // self.span_ms * self.span_ms
+            anchors = self._anchor(times)
             values = column.values.tolist()
             terms = [self._term(v, e, a) if ok else 0.0
                      for v, e, a, ok in zip(values, times.tolist(), anchors.tolist(), column.valid.tolist(),
