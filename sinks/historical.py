@@ -11,6 +11,7 @@ evaluated in vectorized chunks, with progress reported after each.
 from __future__ import annotations
 
 import csv as _csv
+import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -31,9 +32,11 @@ from streams.kernel.point_in_time import EventLog, epoch_ms, evaluate_at
 from streams.services import FeatureService, find_service, select
 from streams.timeutil import iso_to_ms
 
-__all__ = ["TIMESTAMP_COLUMN", "OfflineReader", "empty_log", "evaluate_rows", "online_form", "read_entity_file"]
+__all__ = ["TIMESTAMP_COLUMN", "VERSIONS_METADATA", "OfflineReader", "empty_log", "evaluate_rows", "online_form",
+           "read_entity_file"]
 
 TIMESTAMP_COLUMN = "event_timestamp"
+VERSIONS_METADATA = b"rillet.versions"  # schema metadata of a joined table: JSON {view: version read}
 _TS = pa.timestamp("ms", tz="UTC")
 _LOG_COLUMNS = ["entity", "event_timestamp", "partition", "offset"]
 
@@ -43,34 +46,88 @@ Progress = Callable[[int, int], None]
 class OfflineReader:
     """Point-in-time joins against the offline store of the given views."""
 
-    def __init__(self, views: list[FeatureView], offline_root: str | Path, version: int = 1,
+    def __init__(self, views: list[FeatureView], offline_root: str | Path, version: int | None = None,
                  services: dict[str, FeatureService] | None = None,
-                 derived: dict[str, DerivedFeature] | None = None) -> None:
+                 derived: dict[str, DerivedFeature] | None = None, *, client: Any = None) -> None:
+        """
+        Args:
+            views: the views the joins may read.
+            offline_root: the offline store's root.
+            version: read this version of every view; None (the default) reads each view's active
+                version, as the online reads do.
+            services: feature services by name.
+            derived: derived features by name.
+            client: a Redis client, where the active-version pointers are; without one, the active
+                version is the only one in the offline store (several there: an error asking for
+                `client=` or a `view@vN:feature` reference).
+        """
         self.views = {v.name: v for v in views}
         self.services = services or {}
         self.derived = derived or {}
         self.engines = {v.name: ViewEngine(v) for v in views}
         self.root = Path(offline_root)
         self.version = version
-        self._logs: dict[str, tuple[int, EventLog]] = {}
+        self.client = client
+        self._logs: dict[tuple[str, int], tuple[int, EventLog]] = {}
 
-    def event_log(self, view_name: str) -> EventLog:
-        """The view's logged events, sorted for the join (re-read when files were added)."""
+    def version_of(self, view_name: str, pinned: int | None = None) -> int:
+        """The version a join reads of a view: `pinned` (a `view@vN` reference), the reader's version, or the
+        active one.
+
+        Raises:
+            UnknownFeatureError: a named version that does not exist (never built, or removed by gc).
+            ConfigError: no Redis client and several versions in the offline store.
+        """
+        from replay.versions import VersionRegistry
+
+        registry = VersionRegistry(self.client) if self.client is not None else None
+        named = pinned or self.version
+        if named is not None:
+            known = registry.get(view_name, named) is not None if registry else named in self._stored(view_name)
+            if not known:
+                raise UnknownFeatureError(
+                    f"view {view_name} has no version {named}"
+                    + (" (never built, or removed by rillet versions gc)" if registry else " in the offline store")
+                    + f"; versions: {', '.join(f'v{v}' for v in self._known(view_name, registry)) or '(none)'}")
+            return named
+        if registry is not None:
+            return registry.active(view_name) or 1
+        stored = self._stored(view_name)
+        if len(stored) > 1:
+            raise ConfigError(f"view {view_name} has versions {', '.join(f'v{v}' for v in stored)} in the offline "
+                              f"store: pass client= (a Redis client, to read the active one) or name one "
+                              f"({view_name}@v{stored[-1]}:...)")
+        return stored[0] if stored else 1
+
+    def _stored(self, view_name: str) -> list[int]:
+        base = self.root / f"view={view_name}"
+        if not base.is_dir():
+            return []
+        return sorted(int(p.name.removeprefix("version=")) for p in base.glob("version=*")
+                      if p.name.removeprefix("version=").isdigit())
+
+    def _known(self, view_name: str, registry: Any) -> list[int]:
+        return [v.version for v in registry.list(view_name)] if registry else self._stored(view_name)
+
+    def event_log(self, view_name: str, version: int | None = None) -> EventLog:
+        """The view version's logged events, sorted for the join (re-read when files were added)."""
         view = self.views[view_name]
-        table = scan_offline(self.root, view.name, self.version, _LOG_COLUMNS + source_fields(view))
-        cached = self._logs.get(view_name)
+        version = version if version is not None else self.version_of(view_name)
+        table = scan_offline(self.root, view.name, version, _LOG_COLUMNS + source_fields(view))
+        cached = self._logs.get((view_name, version))
         if cached and cached[0] == table.num_rows:
             return cached[1]
         if table.num_rows == 0:
             table = empty_log(view)
         log = EventLog.from_table(table, source_fields(view))
-        self._logs[view_name] = (table.num_rows, log)
+        self._logs[(view_name, version)] = (table.num_rows, log)
         return log
 
     def get_historical_features(self, entity_df: Any, features: list[str] | None = None, *,
                                 service: str | None = None,
                                 full_feature_names: bool = False, on_progress: Progress | None = None,
-                                chunk_rows: int = 250_000, cluster: Any = None, partitions: int | None = None) -> Any:
+                                chunk_rows: int = 250_000, cluster: Any = None, partitions: int | None = None,
+                                versions: dict[str, int] | None = None, source: str = "entity_df") -> Any:
         """`entity_df` with one column per feature: its value at each row's `event_timestamp`.
 
         Args:
@@ -87,8 +144,13 @@ class OfflineReader:
                 (`sinks.distributed_join`); the offline store must be where every worker reads
                 it. None: in this process. Same rows, values and order either way.
             partitions: how many entity partitions the Dask join makes (default: 2 per worker).
+            versions: {view: version} to read (as `view@vN:feature` references do); other views: their
+                active version.
+            source: what errors call the entity rows (the CLI names its entity file).
 
-        Returns the same kind of table as given, rows in their original order.
+        Returns the same kind of table as given, rows in their original order; which version of each view
+        the columns came from is in its metadata (`VERSIONS_METADATA` of a pyarrow table's schema, kept in
+        Parquet files; `attrs["rillet_versions"]` of a pandas frame).
         """
         selection = select(list(features or []), find_service(self.services, service) if service else None,
                            self.derived)
@@ -98,40 +160,41 @@ class OfflineReader:
         for d in selection.derived:
             for name in d.request_inputs:
                 if name not in table.column_names:
-                    raise UnknownFeatureError(f"entity_df has no {name!r} column (a request input of derived "
+                    raise UnknownFeatureError(f"{source} has no {name!r} column (a request input of derived "
                                               f"feature {d.name})")
         if TIMESTAMP_COLUMN not in table.column_names:
-            raise UnknownFeatureError(f"entity_df has no {TIMESTAMP_COLUMN!r} column; it has: "
+            raise UnknownFeatureError(f"{source} has no {TIMESTAMP_COLUMN!r} column; it has: "
                                       f"{', '.join(table.column_names)}")
         stamps = table[TIMESTAMP_COLUMN]
         if not (pa.types.is_timestamp(stamps.type) or pa.types.is_integer(stamps.type)):
-            raise ConfigError(f"entity_df.{TIMESTAMP_COLUMN} is {stamps.type}; give timestamps or epoch milliseconds")
+            raise ConfigError(f"{source}.{TIMESTAMP_COLUMN} is {stamps.type}; give timestamps or epoch milliseconds")
         if stamps.null_count:
-            raise ConfigError(f"entity_df.{TIMESTAMP_COLUMN} has {stamps.null_count} null(s); every row needs a time")
+            raise ConfigError(f"{source}.{TIMESTAMP_COLUMN} has {stamps.null_count} null(s); every row needs a time")
         t_ms = epoch_ms(stamps)
-        total = table.num_rows * len(wanted)
-        done = [0]
+        done, passes = [0], max(len(wanted), 1)  # each view's features are one pass over the rows
 
         def advance(rows: int) -> None:
             done[0] += rows
             if on_progress:
-                on_progress(done[0], total)
+                on_progress(done[0] // passes, table.num_rows)
 
         out = table
         inputs: dict[str, pa.Array] = {}
+        pins = {**selection.pins, **(versions or {})}
+        versions = {view_name: self.version_of(view_name, pins.get(view_name)) for view_name in wanted}
         for view_name, names in wanted.items():
-            view, engine = self.views[view_name], self.engines[view_name]
+            view, engine, version = self.views[view_name], self.engines[view_name], versions[view_name]
             for name in view.entity_fields:
                 if name not in table.column_names:
-                    raise UnknownFeatureError(f"entity_df has no {name!r} column (needed by view {view_name})")
+                    raise UnknownFeatureError(f"{source} has no {name!r} column (needed by view {view_name})")
             keys = key_column(view.entity_fields, table)  # a composite entity's key text, as the worker keys it
             if cluster is None:
-                found = evaluate_rows(view, self.event_log(view_name), keys, t_ms, names,
+                found = evaluate_rows(view, self.event_log(view_name, version), keys, t_ms, names,
                                       chunk_rows=chunk_rows, on_chunk=advance)
             else:
                 from sinks.distributed_join import dask_evaluate_rows
 
-                found = dask_evaluate_rows(cluster, view, self.offline_files(view_name), keys, t_ms,
+                found = dask_evaluate_rows(cluster, view, self.offline_files(view_name, version), keys, t_ms,
                                            names, partitions=partitions, on_chunk=advance)
             for name in names:
                 column = _column(view, engine, name, found[name])
@@ -143,19 +206,29 @@ class OfflineReader:
                     raise ConfigError(f"column {label!r} would appear twice; pass full_feature_names=True")
                 out = out.append_column(label, column)
         for d in selection.derived:
-            columns = [table[ref.removeprefix(REQUEST_PREFIX)].to_pylist() if ref.startswith(REQUEST_PREFIX)
+            columns = [d.request_values(ref.removeprefix(REQUEST_PREFIX),
+                                        table[ref.removeprefix(REQUEST_PREFIX)].to_pylist(), f"{source} row")
+                       if ref.startswith(REQUEST_PREFIX)
                        else [online_form(v) for v in inputs[ref].to_pylist()] for ref in d.inputs]
             values, _ = d.evaluate(columns)
             if d.name in out.column_names:
                 raise ConfigError(f"column {d.name!r} would appear twice; rename the derived feature")
             out = out.append_column(d.name, pa.array(values))
-        return out.to_pandas() if as_pandas else out
+        # which version of each view the columns came from: in the table's metadata (kept in Parquet)
+        out = out.replace_schema_metadata({**(out.schema.metadata or {}),
+                                           VERSIONS_METADATA: json.dumps(versions, sort_keys=True).encode()})
+        if not as_pandas:
+            return out
+        frame = out.to_pandas()
+        frame.attrs["rillet_versions"] = versions
+        return frame
 
-    def offline_files(self, view_name: str) -> list[str]:
+    def offline_files(self, view_name: str, version: int | None = None) -> list[str]:
         """The view version's Parquet files, as paths every worker of a cluster can open (shared storage)."""
         import pyarrow.dataset as ds
 
-        base = self.root / f"view={view_name}" / f"version={self.version}"
+        version = version if version is not None else self.version_of(view_name)
+        base = self.root / f"view={view_name}" / f"version={version}"
         if not base.is_dir():
             return []
         return sorted(ds.dataset(base, format="parquet", partitioning="hive").files)

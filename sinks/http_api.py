@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from sinks.reads import FeatureReader, value_status
 from sinks.redis_client import REDIS_DOWN
 from streams.entity_keys import row_from_text
-from streams.errors import UnknownFeatureError
+from streams.errors import RequestInputError, UnknownFeatureError
 from streams.http_body import BodyError, read_json_body
 from streams.kernel.engine import AsOfTooEarlyError
 from streams.timeutil import format_ms, iso_to_ms
@@ -134,6 +134,8 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
         except UnknownFeatureError as exc:
             status = 400 if "entity row" in str(exc) else 404
             return reply({"error": "bad_request" if status == 400 else "not_found", "message": str(exc)}, status)
+        except RequestInputError as exc:
+            return reply({"error": "bad_request", "message": str(exc)}, 400)
         try:
             fetched = await reader.fetch_async(client, plan)
             response = reader.evaluate(plan, fetched, as_of)

@@ -89,6 +89,7 @@ class ReadPlan:
     keys: list[tuple[str, list[str]]]  # (view, entity ids)
     derived: list[DerivedFeature] = field(default_factory=list)
     hidden: list[str] = field(default_factory=list)  # `view:feature` read only as derived inputs
+    pins: dict[str, int] = field(default_factory=dict)  # view -> the version a reference named (`view@v2:f`)
 
     @property
     def feature_names(self) -> list[str]:
@@ -154,12 +155,18 @@ class FeatureReader:
         wanted = self.resolve(selection.references)
         shown = self.resolve(selection.outputs) if selection.outputs else {}
         hidden = [f"{view}:{n}" for view, names in wanted.items() for n in names if n not in shown.get(view, [])]
+        typed: dict[str, list[Any]] = {}  # request input -> its values as its declared type, per row
         for d in selection.derived:
             for name in d.request_inputs:
                 for i, row in enumerate(entity_rows):
                     if name not in row:
                         raise UnknownFeatureError(f"entity row {i} has no {name!r} (a request input of derived "
                                                   f"feature {d.name})")
+                if name not in typed:
+                    typed[name] = d.request_values(name, [row[name] for row in entity_rows], "entity row")
+        if typed:
+            entity_rows = [{**row, **{name: values[i] for name, values in typed.items()}}
+                           for i, row in enumerate(entity_rows)]
         keys: list[tuple[str, list[str]]] = []
         for view_name in wanted:
             view = self.views[view_name]
@@ -173,7 +180,20 @@ class FeatureReader:
                 else:
                     entities.append(composite_key([_entity_text(row[name], i, name) for name in fields]))
             keys.append((view_name, entities))
-        return ReadPlan(wanted, entity_rows, keys, selection.derived, hidden)
+        for view_name, version in selection.pins.items():
+            if view_name in wanted:
+                self._check_version(view_name, version)
+        return ReadPlan(wanted, entity_rows, keys, selection.derived, hidden, selection.pins)
+
+    def _check_version(self, view_name: str, version: int) -> None:
+        """A version a reference names must exist (gc removes retired ones): an error, never nulls."""
+        from replay.versions import VersionRegistry
+
+        if (view_name, version) in self._version_engines:
+            return
+        if VersionRegistry(self.redis).get(view_name, version) is None:
+            raise UnknownFeatureError(f"view {view_name} has no version {version} (never built, or removed by "
+                                      f"rillet versions gc); rillet versions --view {view_name} lists them")
 
     def _script_args(self, view_name: str, entities: list[str]) -> tuple[list[str], list[str]]:
         from replay.versions import VersionRegistry
@@ -183,7 +203,7 @@ class FeatureReader:
     def fetch(self, plan: ReadPlan) -> Fetched:
         """The states of the plan's entities, each view's from one version: one round trip (two on a
         cluster: the pointers, then the states)."""
-        if self.version is not None or is_cluster(self.redis):
+        if self.version is not None or plan.pins or is_cluster(self.redis):
             pointers = None if self.version is not None else mget(self.redis, self._pointer_keys(plan))
             return [(version, [blob or None for blob in mget(self.redis, _state_keys(view, version, entities))])
                     for (view, entities), version in zip(plan.keys, self._versions(plan, pointers), strict=True)]
@@ -198,7 +218,7 @@ class FeatureReader:
 
     async def fetch_async(self, client: aredis.Redis, plan: ReadPlan) -> Fetched:
         """`fetch` on an asyncio client (one pipelined round trip; two on a cluster)."""
-        if self.version is not None or is_cluster(client):
+        if self.version is not None or plan.pins or is_cluster(client):
             pointers = None if self.version is not None else await mget(client, self._pointer_keys(plan))
             out = []
             for (view, entities), version in zip(plan.keys, self._versions(plan, pointers), strict=True):
@@ -224,10 +244,12 @@ class FeatureReader:
         return [VersionRegistry.active_key(view) for view, _ in plan.keys]
 
     def _versions(self, plan: ReadPlan, pointers: list | None) -> list[int]:
-        """Each view's version to read: the pinned one, or the active pointer's (1 before any)."""
+        """Each view's version to read: the one its reference named, the reader's pinned one, or the active
+        pointer's (1 before any)."""
         if pointers is None:
-            return [self.version or 1] * len(plan.keys)
-        return [int(p) if p else 1 for p in pointers]
+            pointers = [None] * len(plan.keys)
+        return [plan.pins.get(view) or self.version or (int(p) if p else 1)
+                for (view, _), p in zip(plan.keys, pointers, strict=True)]
 
     def engine_for(self, view_name: str, version: int) -> ViewEngine:
         """The engine that evaluates a version's states: this reader's, or the one the version was built with."""

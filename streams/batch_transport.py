@@ -56,6 +56,29 @@ class BatchConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def seek_to_committed(self) -> dict[Any, int | None]:
+        """Seek to the committed offsets, then back to where a view still has to read from, if earlier.
+
+        The views' own progress decides (`app.rillet_start_offsets`: partition -> next offset, None for
+        the beginning): several views may read one topic under one commit, and a view may be new to the
+        group. Faust calls this after every rebalance, once the tables are recovered; the offsets
+        returned become the read offsets below which fetched records are dropped.
+        """
+        committed: dict[Any, int | None] = dict(await super().seek_to_committed())
+        starts = getattr(self.app, "rillet_start_offsets", None)
+        if starts is None:
+            return committed
+        wanted = await starts(self.assignment())
+        for tp, start in wanted.items():
+            have = next((offset for key, offset in committed.items() if tuple(key) == tuple(tp)), None)
+            if start is None and have is not None and have > 0:
+                await self._thread.seek_to_beginning(faust_aiokafka.ensure_aiokafka_TP(tp))
+                committed[tp] = None
+            elif start is not None and (have is None or have < 0 or start < have):
+                await self.seek(tp, start)
+                committed[tp] = start
+        return committed
+
     async def _drain_messages(self, fetcher: Any) -> None:
         handlers: dict[str, BatchHandler] = getattr(self.app, "rillet_batch_handlers", {})
         batch_size: int = getattr(self.app, "rillet_batch_size", 2000)

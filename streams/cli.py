@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     historical.add_argument("--service", help="a feature service: its features (with --select: those too)")
     historical.add_argument("--out", required=True, help="Parquet file to write")
     historical.add_argument("--full-feature-names", action="store_true", help="name columns view__feature")
+    historical.add_argument("--version", dest="versions", action="append", default=[], metavar="VIEW:N",
+                            help="read version N of VIEW (default: each view's active version)")
     historical.add_argument("--dask", metavar="ADDRESS", help="run the join on this Dask scheduler's workers "
                             "(tcp://host:8786); the offline store must be on storage they all read")
     historical.add_argument("--workers", type=_positive(int), metavar="N",
@@ -377,7 +379,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.reads import FeatureReader
+    from sinks.reads import FeatureReader, value_status
     from sinks.redis_client import connect_redis
     from streams.entity_keys import row_from_text
 
@@ -388,20 +390,33 @@ def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
         views, refs = [_view(definitions.views, args.view)], [f"{args.view}:*"]
     reader = FeatureReader(views, connect_redis(settings), services=definitions.services,
                            derived=definitions.derived)
-    read_views = list(reader.plan(refs, [], service=args.service).wanted)
-    fields = list(dict.fromkeys(f for name in read_views for f in reader.views[name].entity_fields))
+    empty = reader.plan(refs, [], service=args.service)
+    fields = list(dict.fromkeys(f for name in empty.wanted for f in reader.views[name].entity_fields))
+    inputs = list(dict.fromkeys(name for d in empty.derived for name in d.request_inputs))
     try:
         rows = [_pairs(e) if "=" in e else row_from_text(fields, e) for e in args.entity]
     except ValueError as exc:
         raise ConfigError(f"--entity: {exc}") from None
+    for row in rows:
+        unknown = [name for name in row if name not in fields and name not in inputs]
+        if unknown:
+            raise ConfigError(f"--entity: no field {unknown[0]!r} here; entity fields: {', '.join(fields)}"
+                              + (f"; request inputs: {', '.join(inputs)}" if inputs else ""))
     response = reader.get_online_features(refs, rows, as_of=args.as_of, service=args.service)
     out = []
-    for asked, row, stamps in zip(rows, response.rows, response.event_timestamps, strict=True):
+    for i, (asked, row, stamps) in enumerate(zip(rows, response.rows, response.event_timestamps, strict=True)):
         latest = max((s for s in stamps.values() if s is not None), default=None)
         shown = {name: row.pop(name) for name in fields if name in row}
-        out.append({**shown, "event_timestamp_ms": latest,
-                    "features": {(k.split(":", 1)[1] if args.view else k): v for k, v in row.items()
-                                 if k not in asked}})
+        features = {k: v for k, v in row.items() if k not in asked}
+        statuses = {k: response.derived_statuses[k][i] if k in response.derived_statuses
+                    else value_status(v, stamps.get(k), v is not None or stamps.get(k) is not None)
+                    for k, v in features.items()}
+        label = (lambda k: k.split(":", 1)[1]) if args.view else (lambda k: k)
+        entry = {**shown, "event_timestamp_ms": latest, "features": {label(k): v for k, v in features.items()}}
+        unusual = {label(k): status for k, status in statuses.items() if status != "PRESENT"}
+        if unusual:  # a null says nothing of why: an ERROR (a derived function raised) must be seen
+            entry["status"] = unusual
+        out.append(entry)
     print(json.dumps(out[0] if len(out) == 1 else out, indent=2))
     return 0
 
@@ -420,7 +435,8 @@ def cmd_historical(args: argparse.Namespace, settings: Settings) -> int:
 
     import pyarrow.parquet as pq
 
-    from sinks.historical import OfflineReader, read_entity_file
+    from sinks.historical import VERSIONS_METADATA, OfflineReader, read_entity_file
+    from sinks.redis_client import connect_redis
 
     definitions = _definitions(args, settings)
     views = definitions.views
@@ -431,18 +447,37 @@ def cmd_historical(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"--out {args.out!r}: write a .parquet file")
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         raise ConfigError(f"--out {args.out!r}: folder {os.path.dirname(os.path.abspath(args.out))!r} does not exist")
+    pins = _version_pins(args.versions, views)
     entities = read_entity_file(args.entities)
     started = time.monotonic()
-    reader = OfflineReader(views, settings.offline_root, services=definitions.services, derived=definitions.derived)
+    reader = OfflineReader(views, settings.offline_root, services=definitions.services, derived=definitions.derived,
+                           client=connect_redis(settings))
     with _dask_cluster(args) as cluster, Progress("historical", entities.num_rows, "rows") as progress:
         joined = reader.get_historical_features(entities, refs, service=args.service,
                                                 full_feature_names=args.full_feature_names,
                                                 on_progress=lambda done, total: progress.update(done, total=total),
-                                                cluster=cluster)
+                                                cluster=cluster, versions=pins,
+                                                source=f"entity file {args.entities}")
     pq.write_table(joined, args.out)
+    read = json.loads(joined.schema.metadata[VERSIONS_METADATA])
     print(f"{joined.num_rows:,} rows x {joined.num_columns - entities.num_columns} features -> {args.out} "
-          f"in {time.monotonic() - started:.1f}s", file=sys.stderr)
+          f"in {time.monotonic() - started:.1f}s; versions read: "
+          f"{', '.join(f'{view}@v{version}' for view, version in read.items())}", file=sys.stderr)
     return 0
+
+
+def _version_pins(given: list[str], views: list[Any]) -> dict[str, int]:
+    """`--version payments:2` (repeatable) -> {"payments": 2}."""
+    pins: dict[str, int] = {}
+    names = {v.name for v in views}
+    for text in given:
+        view, _, number = text.rpartition(":")
+        if not view or not number.removeprefix("v").isdigit():
+            raise ConfigError(f"--version {text!r}: write VIEW:N, e.g. --version payments:2")
+        if view not in names:
+            raise ConfigError(f"--version {text!r}: no view {view!r}; views: {', '.join(sorted(names))}")
+        pins[view] = int(number.removeprefix("v"))
+    return pins
 
 
 @contextlib.contextmanager

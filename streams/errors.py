@@ -11,6 +11,7 @@ __all__ = [
     "DefinitionError",
     "EventDecodeError",
     "NaiveTimeError",
+    "RequestInputError",
     "RilletError",
     "StackError",
     "UnknownFeatureError",
@@ -35,6 +36,10 @@ class StackError(RilletError, RuntimeError):
 
 class NaiveTimeError(RilletError, ValueError):
     """A time without a timezone: rillet never reads one as UTC silently."""
+
+
+class RequestInputError(RilletError, ValueError):
+    """A request input of a derived feature is missing or does not convert to its declared type."""
 
 
 class UnknownFeatureError(RilletError, KeyError):

@@ -17,14 +17,15 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.definitions import FeatureView, definitions_module_name, load_views
 from streams.derived import DerivedFeature
 from streams.errors import DefinitionError, UnknownFeatureError
 
-__all__ = ["Definitions", "FeatureService", "Selection", "find_service", "load_definitions", "select"]
+__all__ = ["Definitions", "FeatureService", "Selection", "find_service", "load_definitions", "pinned_versions",
+           "select"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Selection:
     outputs: list[str]
     derived: list[DerivedFeature]
     inputs: list[str]
+    pins: dict[str, int] = field(default_factory=dict)  # view -> version named in a reference (`view@v2:f`)
 
     @property
     def references(self) -> list[str]:
@@ -106,7 +108,33 @@ def select(features: list[str | DerivedFeature], service: FeatureService | None,
         if found not in picked:
             picked.append(found)
     inputs = [ref for d in picked for ref in d.feature_inputs]
-    return Selection(outputs, picked, list(dict.fromkeys(inputs)))
+    outputs, pins = pinned_versions(outputs)
+    return Selection(list(dict.fromkeys(outputs)), picked, list(dict.fromkeys(inputs)), pins)
+
+
+def pinned_versions(refs: list[str]) -> tuple[list[str], dict[str, int]]:
+    """Split version pins out of references: `payments@v2:amount_sum_5m` reads version 2 of `payments`.
+
+    Returns the references without their pins (`payments:amount_sum_5m`) and {view: version}.
+
+    Raises:
+        UnknownFeatureError: a pin that is not `@v<number>`, or one view pinned to two versions.
+    """
+    plain: list[str] = []
+    pins: dict[str, int] = {}
+    for ref in refs:
+        head, sep, name = ref.partition(":")
+        view, at, pin = head.partition("@")
+        if at:
+            if not (pin.startswith("v") and pin[1:].isdigit() and int(pin[1:]) > 0):
+                raise UnknownFeatureError(f"feature reference {ref!r}: write a version as view@v<number>:feature, "
+                                          f"e.g. {view}@v2:{name or '*'}")
+            version = int(pin[1:])
+            if pins.setdefault(view, version) != version:
+                raise UnknownFeatureError(f"view {view} is pinned to two versions (v{pins[view]} and v{version}); "
+                                          "one read takes one version of a view")
+        plain.append(f"{view}{sep}{name}")
+    return plain, pins
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,11 @@ from streams.kafka_log import client_config
 from streams.settings import Settings
 from streams.timeutil import duration_label
 
-__all__ = ["ViewStatus", "render", "topic_heads", "version_lag", "view_status"]
+__all__ = ["ViewStatus", "render", "stalled_partitions", "topic_heads", "version_lag", "view_status"]
 
 HOUR_MS = 3_600_000
 REPORT_STALE_MS = 30_000  # a partition whose last health report is older has no live worker
+STALLED_MS = 30_000  # a partition behind its head whose view's progress stood still this long is stalled
 
 
 @dataclass
@@ -38,7 +39,7 @@ class ViewStatus:
     lag: int | None  # records not yet applied by the active version's workers
     freshness_s: float | None  # wall clock minus the oldest partition's newest applied event
     freshness_target_s: float | None
-    verdict: str  # ok, STALE (past the target), NO WORKERS, or - (nothing to judge)
+    verdict: str  # ok, STALE (past the target), STALLED (behind, not moving), NO WORKERS, or - (nothing to judge)
     dead_letters_1h: dict[str, int]
 
     @property
@@ -65,12 +66,15 @@ def view_status(settings: Settings, view: FeatureView, registry: Any, heads: dic
     watermarks = [r["watermark_ms"] for r in reports.values() if r.get("watermark_ms") is not None]
     freshness = (now_ms - min(watermarks)) / 1000 if watermarks and len(reports) == len(heads) else None
     target = view.freshness_ms / 1000 if view.freshness_ms is not None else None
+    stalled = stalled_partitions(reports, heads, now_ms)
     if active is None:
         verdict = "-"
     elif not reports:
         verdict = "NO WORKERS"
     elif len(reports) < len(heads):
         verdict = f"NO WORKER FOR {len(heads) - len(reports)} PARTITION(S)"
+    elif stalled:
+        verdict = f"STALLED ON {len(stalled)} PARTITION(S)"
     elif target is not None and freshness is not None:
         verdict = "ok" if freshness <= target else "STALE"
     else:
@@ -81,6 +85,34 @@ def view_status(settings: Settings, view: FeatureView, registry: Any, heads: dic
         partitions=len(heads), lag=lag, freshness_s=round(freshness, 3) if freshness is not None else None,
         freshness_target_s=target, verdict=verdict,
         dead_letters_1h=dead_letters_since(settings, view.dlq_topic, now_ms - HOUR_MS))
+
+
+def stalled_partitions(reports: dict[int, dict], heads: dict[int, int], now_ms: int) -> list[int]:
+    """Partitions whose head is past the view's own progress, which has not moved for STALLED_MS: the view
+    is not processing them, whatever its worker or the consumer group say (a view the worker never hands
+    its records to looks alive in every other figure)."""
+    out = []
+    for partition, report in reports.items():
+        next_offset, since = report.get("next_offset"), report.get("advanced_at_ms")
+        if next_offset is None or since is None:
+            continue  # a report from a worker of an older release
+        if heads.get(partition, 0) > next_offset and now_ms - since > STALLED_MS:
+            out.append(partition)
+    return sorted(out)
+
+
+def reported_lag(registry: Any, view: str, version: int, heads: dict[int, int]) -> int | None:
+    """Records past the version's own progress, from its workers' live health reports (None without them)."""
+    from sinks.online import health_key
+
+    now_ms = int(time.time() * 1000)
+    reports = [json.loads(raw) | {"partition": int(p)}
+               for p, raw in registry.redis.hgetall(health_key(view, version)).items()]
+    nexts = {r["partition"]: r["next_offset"] for r in reports
+             if "next_offset" in r and now_ms - r["at_ms"] <= REPORT_STALE_MS}
+    if not nexts:
+        return None
+    return sum(max(head - nexts.get(p, 0), 0) for p, head in heads.items())
 
 
 def _age(seconds: float) -> str:
@@ -125,7 +157,8 @@ def topic_heads(settings: Settings, topic: str) -> dict[int, int]:
 
 
 def version_lag(settings: Settings, registry: Any, view: Any, info: Any, heads: dict[int, int]) -> int | None:
-    """Records not yet in the version: the live group's lag when active, the replay's while building."""
+    """Records not yet in the version: past its workers' progress (or its live group's commits, with no worker
+    reporting) when active, past the replay's progress while building."""
     from replay.versions import live_group
     from streams.lag import committed_offsets
 
@@ -137,6 +170,11 @@ def version_lag(settings: Settings, registry: Any, view: Any, info: Any, heads: 
         raw = registry.redis.hgetall(registry.progress_key(view.name, info.version))
         done = {int(p): PartitionProgress.decode(v).last_offset + 1 for p, v in raw.items()}
     else:
+        # the version's own progress, as its workers report it: a group's commit covers every view its
+        # workers serve, and the group is named by all of their versions
+        lag = reported_lag(registry, view.name, info.version, heads)
+        if lag is not None:
+            return lag
         done = committed_offsets(settings, live_group(settings.worker_group, {view.name: info}),
                                  view.topic, sorted(heads))
     return sum(max(head - max(done.get(p, 0), 0), 0) for p, head in heads.items())

@@ -13,6 +13,7 @@ states carry the last applied offset, so a re-delivered event is skipped.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -52,6 +53,23 @@ log = logging.getLogger("rillet.worker")
 
 def state_table_name(view: FeatureView, version: int = 1) -> str:
     return f"{view.name}-v{version}-state"
+
+
+class _StateTable(faust.Table):
+    """A view version's state table whose changelog is named by the worker group and the view version
+    alone: `{RILLET_WORKER_GROUP}-{view}-v{n}-state-changelog`.
+
+    Faust names a changelog after the app id, and the app id (the consumer group) changes when another
+    view of the same workers is replayed (replay.versions.live_group): a view untouched by that replay
+    would then start from an empty changelog, its states and progress lost to the worker.
+    """
+
+    def __init__(self, app: faust.App, *, changelog_prefix: str, **kwargs: Any) -> None:
+        self._changelog_prefix = changelog_prefix
+        super().__init__(app, **kwargs)
+
+    def _changelog_topic_name(self) -> str:
+        return f"{self._changelog_prefix}-{self.name}-changelog"
 
 
 def _log_json(level: int, **fields: Any) -> None:
@@ -109,8 +127,9 @@ class ViewAgent:
         # key_type/value_type=bytes is what makes Faust use raw bytes on *recovery* too;
         # the schema alone only covers writes (a restarted worker would json-decode msgpack).
         raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-        self.table = app.Table(state_table_name(view, version), default=None, schema=raw, key_type=bytes,
-                               value_type=bytes, partitions=partitions)
+        self.table = app.tables.add(_StateTable(
+            app, changelog_prefix=settings.worker_group, name=state_table_name(view, version), default=None,
+            schema=raw, key_type=bytes, value_type=bytes, partitions=partitions, beacon=app.tables.beacon))
         self.watermarks = _TableWatermarks(self.table)
         self._from_redis: dict[str, bytes] = {}
         self._handover_loaded = False
@@ -135,6 +154,8 @@ class ViewAgent:
         self.dlq_log = DeadLetterLog(settings.bootstrap_servers, view.dlq_topic)
         self.dlq_partitions = dlq_partitions or partitions
         self._last_sweep = time.monotonic()
+        self.peers: list[ViewAgent] = []  # every view of this worker process (build_app sets it)
+        self._advanced: dict[int, tuple[int, int]] = {}  # partition -> (last offset, wall ms it was reached)
 
     def load_state(self, entity: str) -> bytes | None:
         found = self.table.data.get(entity.encode())
@@ -142,17 +163,33 @@ class ViewAgent:
             found = self._from_redis.get(entity)
         return found
 
-    async def _still_active(self) -> bool:
-        """False once a replay switched the view to another version: this worker must stop writing."""
+    async def _retired_views(self) -> list[str]:
+        """The views of this process (`self.peers`) a replay switched to another version since it started.
+
+        Every view's pointer is checked, not only this view's: a process that went on serving
+        the other views of its definitions file would do so in a consumer group the
+        new-definition workers have left, and both would write those views' states and rows.
+        """
         from replay.versions import VersionRegistry
 
+        peers = self.peers or [self]
         try:
-            active = await asyncio.wait_for(self.redis.get(VersionRegistry.active_key(self.view.name)), 1.0)
+            pointers = await asyncio.wait_for(
+                mget(self.redis, [VersionRegistry.active_key(a.view.name) for a in peers]), 1.0)
         except (TimeoutError, redis.RedisError, *REDIS_DOWN):
-            return True  # Redis is down: the sink writes wait and retry, and this check runs again next batch
-        return active is None or int(active) == self.version
+            return []  # Redis is down: the sink writes wait and retry, and this check runs again next batch
+        return [f"{a.view.name} v{a.version} -> v{int(p)}" for a, p in zip(peers, pointers, strict=True)
+                if p is not None and int(p) != a.version]
 
-    async def _load_handover(self) -> None:
+    async def start_offset(self, partition: int) -> int | None:
+        """Where this view must resume reading a partition: past the last offset its own progress covers
+        (its table, or a replay's hand-over), or None (from the beginning) when it has none."""
+        if self.replayed:
+            await self.load_handover()
+        last = self.watermarks.entry(partition).last_offset
+        return last + 1 if last >= 0 else None
+
+    async def load_handover(self) -> None:
         """A replayed version's progress per partition (watermark, last offset, count), read once, before
         anything judges a record: where the table has no progress yet, this is where the replay ended."""
         from replay.versions import VersionRegistry
@@ -227,14 +264,17 @@ class ViewAgent:
 
     async def _handle(self, messages: list[Message]) -> None:
         started = time.perf_counter()
-        if not await self._still_active():
+        retired = await self._retired_views()
+        if retired:
             _log_json(logging.ERROR, event="version_retired", view=self.view.name, version=self.version,
-                      message="a replay switched this view to a new version; restart workers with its definition")
+                      retired=retired,
+                      message="a replay switched a view of this worker to a new version; restart workers with "
+                              "the new definitions")
             for handler in logging.getLogger().handlers:
                 handler.flush()
             os._exit(3)  # at once, this batch unacknowledged: Faust would only restart a crashed agent
         if self.replayed:
-            await self._load_handover()
+            await self.load_handover()
         records = [
             SourceRecord(
                 m.topic, m.partition, m.offset,
@@ -408,8 +448,15 @@ class ViewAgent:
             m.lag_seconds.labels(name, str(partition)).set(max(waited_s, 0.0))
             if watermark is not None:
                 m.freshness.labels(name, str(partition)).set((now_ms - watermark) / 1000)
-            report[str(partition)] = json.dumps({"worker": self.worker_id, "at_ms": now_ms, "watermark_ms": watermark,
-                                                 "lag": lag, "lag_s": round(max(waited_s, 0.0), 3)})
+            last = self.watermarks.last_offset(partition)
+            if self._advanced.get(partition, (None,))[0] != last:
+                self._advanced[partition] = (last, now_ms)
+            report[str(partition)] = json.dumps({
+                "worker": self.worker_id, "at_ms": now_ms, "watermark_ms": watermark, "lag": lag,
+                "lag_s": round(max(waited_s, 0.0), 3),
+                # this view's own progress: `rillet status` measures its lag from it, and calls a view whose
+                # progress stands still behind the head stalled, whatever the consumer group committed
+                "next_offset": last + 1, "advanced_at_ms": self._advanced[partition][1]})
         if report:
             try:
                 await asyncio.wait_for(self.redis.hset(health_key(name, self.version), mapping=report), 1.0)
@@ -514,9 +561,16 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
                   dlq_partitions=actual.get(view.dlq_topic))
         for view in views
     ]
+    by_topic: dict[str, list[ViewAgent]] = {}
     for agent in agents:
-        app.topics.add(agent.source)  # subscribed; its records go to the agent through the batch transport
-    app.rillet_batch_handlers = {agent.view.topic: agent.handle for agent in agents}  # type: ignore[attr-defined]
+        agent.peers = agents
+        by_topic.setdefault(agent.view.topic, []).append(agent)
+    for readers in by_topic.values():
+        app.topics.add(readers[0].source)  # subscribed; its records go to the agents through the batch transport
+    # Any number of views may read one topic: each fetch goes to every one of them, one after the other, and
+    # is acknowledged once all have stored it. Each view keeps its own progress; commits take the least.
+    app.rillet_batch_handlers = {topic: _each_view(readers) for topic, readers in by_topic.items()}  # type: ignore[attr-defined]
+    app.rillet_start_offsets = functools.partial(_start_offsets, by_topic)  # type: ignore[attr-defined]
     app.rillet_batch_size = settings.batch_size  # type: ignore[attr-defined]
     # Tansu's fetch long-poll sleeps about half the wait even with records ready: keep it short there
     wait_ms = min(settings.batch_wait_ms, 50) if settings.is_tansu else settings.batch_wait_ms
@@ -565,6 +619,35 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     return app
 
 
+def _each_view(readers: list[ViewAgent]) -> batch_transport.BatchHandler:
+    """One topic's batch handler: the batch goes to each view reading the topic, in turn."""
+    if len(readers) == 1:
+        return readers[0].handle
+
+    async def handle(messages: list[Message]) -> None:
+        for agent in readers:
+            await agent.handle(messages)
+
+    return handle
+
+
+async def _start_offsets(by_topic: dict[str, list[ViewAgent]], partitions: Any) -> dict[Any, int | None]:
+    """Where each assigned view-topic partition must be read from: the least of its views' own positions
+    (None: from the beginning, for a view with no progress there yet).
+
+    The batch transport seeks there after each rebalance, so a view added to a deployment, a view
+    whose version a replay built, or a view behind the group's commit (the group was renamed by a
+    replay of another view) reads everything it has not stored; views ahead skip those records.
+    """
+    out: dict[Any, int | None] = {}
+    for tp in partitions:
+        readers = by_topic.get(tp.topic)
+        if readers:
+            starts = [await agent.start_offset(tp.partition) for agent in readers]
+            out[tp] = None if None in starts else min(starts)
+    return out
+
+
 async def _commit_handled(app: faust.App, agents: list[ViewAgent]) -> None:
     """Commit each source partition up to the table's progress record, beside Faust's own commits.
 
@@ -578,13 +661,20 @@ async def _commit_handled(app: faust.App, agents: list[ViewAgent]) -> None:
     if app.rebalancing:  # tables may be half restored; Faust seeks to the committed offsets after it
         return
     consumer = app.consumer
-    by_topic = {agent.view.topic: agent for agent in agents}
+    by_topic: dict[str, list[ViewAgent]] = {}
+    for agent in agents:
+        by_topic.setdefault(agent.view.topic, []).append(agent)
     offsets = {}
     for tp in consumer.assignment():
-        agent = by_topic.get(tp.topic)
-        last = agent.watermarks.stored_last_offset(tp.partition) if agent else None
+        readers = by_topic.get(tp.topic)
+        if not readers:
+            continue
+        stored = [agent.watermarks.stored_last_offset(tp.partition) for agent in readers]
+        if None in stored:
+            continue  # a view that has stored nothing here yet: committing would pass what it must still read
+        last = min(stored)  # never past any view's own progress
         committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - Faust's record of its last commit
-        if last is not None and (committed is None or last + 1 > committed):
+        if committed is None or last + 1 > committed:
             offsets[tp] = last + 1
     if offsets:
         await consumer._commit_offsets(offsets)  # noqa: SLF001 - flushes the producer (changelog) first

@@ -36,9 +36,11 @@ payments = FeatureView(
 
 
 @derived(inputs=["payments:amount_mean_1h_every_5m", "request:amount"])
-def amount_vs_hour_mean(mean_1h, amount):
-    """How a payment being scored compares with the user's mean over the last hour (null without one)."""
-    return float(amount) / mean_1h if mean_1h else None
+def amount_vs_hour_mean(mean_1h, amount: float):
+    """How a payment being scored compares with the user's mean over the last hour (null without one).
+
+    `amount: float` types the request input: "250" from the CLI or a CSV arrives as 250.0."""
+    return amount / mean_1h if mean_1h else None
 
 
 # The features a fraud model reads, as one unit: rillet get --service fraud_v1 --entity user_id=u1,amount=250

@@ -60,7 +60,7 @@ user = FeatureView(
 
 
 @derived(inputs=["{name}_pair:amount_sum_1h_every_10m", "{name}_user:amount_sum_1h_every_10m", "request:amount"])
-def merchant_share(pair_sum, user_sum, amount):
+def merchant_share(pair_sum, user_sum, amount: float):
     return (pair_sum + float(amount)) / (user_sum + float(amount))
 
 

@@ -113,7 +113,7 @@ def test_derived_features_evaluate_and_fail_per_row():
     assert errors["ratio"] - before == 2
 
     @derived(inputs=["v:a", "request:b"], vectorized=True, name="scaled")
-    def scaled(a, b):
+    def scaled(a, b: int):
         return a * b
 
     values, statuses = scaled.evaluate([[1.0, None, 3.0], [2, 2, 2]])
