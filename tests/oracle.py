@@ -6,6 +6,7 @@ slow, obviously right, and independent of panes, partials and merges.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,26 +21,40 @@ class OEvent:
     offset: int
 
 
-GAMMA = 1.01 / 0.99
+GAMMA = Fraction(101, 99)  # the contract's gamma: the fraction, not a double
+
+
+@functools.cache
+def _gamma_to(i: int) -> Fraction:
+    return GAMMA**i
+
+
+@functools.cache
+def _stands_for(x: float) -> float:
+    if x == 0:
+        return 0.0
+    magnitude = Fraction(abs(x))
+    i = round(math.log(abs(x)) / math.log(101 / 99))  # a guess: exact comparisons decide
+    while magnitude > _gamma_to(i):  # walk to the bucket: the first i with x <= gamma^i
+        i += 1
+    while magnitude <= _gamma_to(i - 1):
+        i -= 1
+    value = float(2 * _gamma_to(i) / (GAMMA + 1))
+    return value if x > 0 else -value
 
 
 def sketch_quantile(xs: list[float], q: float) -> float | None:
-    """The contract's percentile sketch, straight from its words: buckets, counts, the ceil(q*n)-th value."""
+    """The contract's percentile sketch, straight from its words, in exact arithmetic: x is in bucket i when
+    gamma^(i-1) < x <= gamma^i, which stands for 2·gamma^i/(gamma + 1) rounded once; the ceil(q*n)-th value,
+    q the decimal as written."""
     xs = [x for x in xs if math.isfinite(x)]
     if not xs:
         return None
 
-    def stands_for(x: float) -> float:
-        if x == 0:
-            return 0.0
-        i = math.ceil(math.log(abs(x)) / math.log(GAMMA))
-        value = 2 * GAMMA**i / (GAMMA + 1)
-        return value if x > 0 else -value
-
     counts: dict[float, int] = {}
     for x in xs:
-        counts[stands_for(x)] = counts.get(stands_for(x), 0) + 1
-    rank, seen = max(1, math.ceil(q * len(xs))), 0
+        counts[_stands_for(x)] = counts.get(_stands_for(x), 0) + 1
+    rank, seen = max(1, math.ceil(Fraction(repr(q)) * len(xs))), 0
     for bucket in sorted(counts):
         seen += counts[bucket]
         if seen >= rank:

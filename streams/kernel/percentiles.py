@@ -1,17 +1,20 @@
 """approx_percentile(q): quantiles from a DDSketch-style log-bucket sketch, the same number on every path.
 
-The bucket rule (semantics.md): with gamma = 1.01/0.99, a positive x falls in
-bucket i = ceil(log(x)/log(gamma)), which stands for 2·gamma^i/(gamma + 1), within 1%
-of every value in it; a negative x in the mirrored bucket of -x; zero in its
-own. The sketch is the bucket counts, which add exactly, so a partial merges
-by addition and the value is a function of the multiset of values.
+The bucket rule (semantics.md), in exact arithmetic: with gamma the fraction 101/99,
+a positive x falls in bucket i when gamma^(i-1) < x <= gamma^i, which stands for
+2·gamma^i/(gamma + 1) = 101^i / (100·99^(i-1)), rounded once to the nearest double,
+within 1% of every value in it; a negative x in the mirrored bucket of -x; zero in
+its own. The sketch is the bucket counts, which add exactly, so a partial merges
+by addition and the value is a function of the multiset of values. The rank of
+the lower q-quantile is ceil(q·n) with q the decimal as written (0.28·25 = 7, where
+doubles give 7.000000000000001 and so the 8th value).
 
 Two properties make every path return the same bits:
 
 - the bucket of a value is computed by one function (`bucket_indices`):
-  NumPy's log for speed, and Python's `math.log` again wherever the quotient
-  lies so near an integer that a last-bit difference between the two could
-  move it across a bucket edge;
+  NumPy's log for speed, and an exact comparison with gamma^i in integers
+  wherever the quotient lies so near an integer that rounding could move it
+  across a bucket edge;
 - the mapping is monotone, so the bucket holding the r-th smallest value is
   the bucket of the r-th smallest value: the offline join needs no sketch,
   only an order statistic per range, mapped through the same function.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
@@ -35,20 +39,38 @@ import pyarrow as pa
 from streams.kernel.aggregations import AggregationBase
 from streams.kernel.event_columns import EventColumn, FieldGroups, gather_ranges
 
-__all__ = ["GAMMA", "RELATIVE_ACCURACY", "ApproxPercentile", "bucket_keys", "bucket_value"]
+__all__ = ["GAMMA", "GAMMA_EXACT", "RELATIVE_ACCURACY", "ApproxPercentile", "bucket_keys", "bucket_value",
+           "exact_bucket", "rank_of"]
 
 RELATIVE_ACCURACY = 0.01
-GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
+GAMMA_EXACT = Fraction(101, 99)  # (1 + 0.01) / (1 - 0.01), as the contract means it: a fraction
+GAMMA = float(GAMMA_EXACT)
 LOG_GAMMA = math.log(GAMMA)
-_NEAR_EDGE = 1e-6  # quotients this close to an integer are recomputed with math.log
+_NEAR_EDGE = 1e-6  # quotients this close to an integer are decided exactly (rounding moves them by < 1e-9)
+
+
+@lru_cache(maxsize=4096)
+def _gamma_power(i: int) -> Fraction:
+    return GAMMA_EXACT**i
+
+
+def exact_bucket(x: float) -> int:
+    """The i with gamma^(i-1) < x <= gamma^i, for positive finite x, in exact arithmetic."""
+    exact = Fraction(x)
+    i = math.ceil(math.log(x) / LOG_GAMMA)
+    while exact <= _gamma_power(i - 1):
+        i -= 1
+    while exact > _gamma_power(i):
+        i += 1
+    return i
 
 
 def bucket_indices(magnitudes: np.ndarray) -> np.ndarray:
-    """ceil(log(x)/log(gamma)) for positive finite x, the same integer whatever path asks."""
+    """The bucket of each positive finite x: NumPy's log, decided exactly near an edge (module docstring)."""
     z = np.log(magnitudes) / LOG_GAMMA
     out = np.ceil(z).astype(np.int64)
     for i in np.flatnonzero(np.abs(z - np.rint(z)) < _NEAR_EDGE).tolist():
-        out[i] = math.ceil(math.log(float(magnitudes[i])) / LOG_GAMMA)
+        out[i] = exact_bucket(float(magnitudes[i]))
     return out
 
 
@@ -71,13 +93,27 @@ def bucket_value(key: int) -> float:
     kind, i = key % 4, key // 4
     if kind == 1:
         return 0.0
-    value = 2 * GAMMA**i / (GAMMA + 1)
+    value = float(2 * _gamma_power(i) / (GAMMA_EXACT + 1))  # exact, then rounded once
     return value if kind == 2 else -value
 
 
+def decimal_fraction(q: float) -> Fraction:
+    """q as the decimal it was written as: 0.28 is 7/25, not the double nearest it."""
+    return Fraction(repr(q))
+
+
 def rank_of(q: float, n: int) -> int:
-    """The 1-based rank of the lower q-quantile of n values: ceil(q·n), at least 1."""
-    return max(1, math.ceil(q * n))
+    """The 1-based rank of the lower q-quantile of n values: ceil(q·n) in exact arithmetic, at least 1."""
+    return max(1, math.ceil(decimal_fraction(q) * n))
+
+
+def ranks_of(q: float, counts: np.ndarray) -> np.ndarray:
+    """`rank_of` for many counts at once (integer arithmetic: ceil(a·n/b) = -((-a·n) // b))."""
+    exact = decimal_fraction(q)
+    a, b = exact.numerator, exact.denominator
+    if a * int(counts.max(initial=0)) < 2**62:
+        return np.maximum(1, -((-a * counts.astype(np.int64)) // b))
+    return np.array([rank_of(q, int(n)) for n in counts.tolist()], dtype=np.int64)
 
 
 def _finite(values: list) -> np.ndarray:
@@ -186,7 +222,7 @@ class ApproxPercentile(AggregationBase):
         counts = np.bincount(segment, minlength=len(lo))
         present = counts > 0
         first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        ranks = np.maximum(1, np.ceil(self.q * counts[present]).astype(np.int64))
+        ranks = ranks_of(self.q, counts[present])
         picked = x[first[present] + ranks - 1]
         out[present] = [bucket_value(k) for k in bucket_keys(picked).tolist()]
         return out, present

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from streams.kernel.catalog import get_aggregation
 from streams.kernel.event_columns import EventColumn
-from streams.kernel.percentiles import GAMMA, bucket_keys
+from streams.kernel.percentiles import GAMMA_EXACT, bucket_keys, exact_bucket
 from tests.oracle import sketch_quantile
 
 
@@ -31,15 +32,33 @@ def test_within_one_percent_of_the_exact_lower_quantile(q):
     assert present[0] and offline[0] == got
 
 
-@given(st.lists(st.integers(-3000, 3000), min_size=1, max_size=50))
-def test_values_on_bucket_edges_fall_in_the_contracts_bucket(powers):
-    """gamma^i sits on a bucket edge: NumPy's log and the contract's math.log must pick the same bucket."""
-    xs = np.array([GAMMA**i for i in powers] + [-(GAMMA**i) for i in powers])
+@given(st.lists(st.integers(-3000, 3000), min_size=1, max_size=50), st.integers(-4, 4))
+def test_values_on_bucket_edges_fall_in_the_contracts_bucket(powers, ulps):
+    """The doubles nearest gamma^i (gamma = 101/99 exactly) and a few ulps either side of them sit on bucket
+    edges: x is in bucket i when gamma^(i-1) < x <= gamma^i, decided exactly, not by a rounded log."""
+    edges = [float(GAMMA_EXACT**i) for i in powers]
+    near = [x if ulps == 0 else float(np.nextafter(x, np.inf if ulps > 0 else 0.0)) for x in edges]
+    for _ in range(abs(ulps) - 1):
+        near = [float(np.nextafter(x, np.inf if ulps > 0 else 0.0)) for x in near]
+    xs = np.array(near + [-x for x in near])
     keys = bucket_keys(xs)
     for x, key in zip(xs.tolist(), keys.tolist(), strict=True):
-        i = math.ceil(math.log(abs(x)) / math.log(GAMMA))
+        i = exact_bucket(abs(x))
+        assert GAMMA_EXACT**(i - 1) < Fraction(abs(x)) <= GAMMA_EXACT**i
         assert key == 4 * i + (2 if x > 0 else 0)
         assert sketch_quantile([x], 1.0) == get_aggregation("approx_percentile(1.0)").result({key: 1})
+
+
+def test_the_rank_is_exact_for_the_decimal_as_written():
+    """0.28 * 25 is 7 exactly: the 7th value, though ceil(0.28 * 25) in doubles is 8 (semantics.md)."""
+    assert math.ceil(0.28 * 25) == 8
+    xs = np.array([float(10 * (k + 1)) for k in range(25)])  # 10, 20, ... 250: one bucket each
+    agg = get_aggregation("approx_percentile(0.28)")
+    state = agg.state_agg.group_partials(_groups(xs), np.array([0]), np.array([len(xs)]))[0]
+    seventh = get_aggregation("approx_percentile(1.0)").result({int(bucket_keys(np.array([70.0]))[0]): 1})
+    assert agg.result(state) == seventh == sketch_quantile(xs.tolist(), 0.28)
+    offline, present = agg.over_ranges(EventColumn(xs, np.ones(25, dtype=bool)), np.array([0]), np.array([25]))
+    assert present[0] and offline[0] == seventh
 
 
 def _groups(values: np.ndarray):

@@ -16,7 +16,7 @@ KERNEL = Path(__file__).resolve().parents[3] / "streams" / "kernel"
 # computation only: the standard library's pure parts, numpy/pyarrow compute, msgpack, and rillet's own
 # definitions, errors, time helpers, Avro decoding and record types
 ALLOWED_ROOTS = {"__future__", "dataclasses", "typing", "collections", "bisect", "math", "hashlib", "functools",
-                 "contextlib", "gc", "itertools", "re",  # the batch pauses the cycle collector: memory, not I/O
+                 "contextlib", "gc", "itertools", "re", "fractions",  # gc: memory, not I/O
                  "datetime", "numpy", "pyarrow", "msgpack", "streams", "schemas", "sinks"}
 ALLOWED_RILLET = {"streams.definitions", "streams.errors", "streams.timeutil", "schemas.codec", "sinks.records"}
 
