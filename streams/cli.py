@@ -339,6 +339,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     uvloop.install()  # Faust's per-event path runs on the event loop: uvloop made it 1.3x faster
     if args.web_port:
         settings = settings.with_(web_port=args.web_port)
+    settings = _free_web_port(settings, explicit=bool(args.web_port) or "RILLET_WEB_PORT" in os.environ)
     views = _views(args, settings)
     ensure_topics(settings, views)
     logging.getLogger("rillet").info(json.dumps({"event": "worker_start", "views": [v.describe() for v in views],
@@ -347,6 +348,35 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()  # exits the process when stopped
     return 0
+
+
+def _free_web_port(settings: Settings, *, explicit: bool) -> Settings:
+    """The worker's web port: the configured one, or, where the default is taken (a second worker on this
+    host), a free one, said in the log. A port the user chose that is taken is a one-line error."""
+    import socket
+
+    def free(port: int) -> bool:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds: TIME_WAIT is free
+            try:
+                probe.bind((settings.web_host, port))
+            except OSError:
+                return False
+        return True
+
+    if free(settings.web_port):
+        return settings
+    if explicit:
+        raise ConfigError(f"RILLET_WEB_PORT={settings.web_port}: the port is taken on {settings.web_host} (another "
+                          "worker?); set RILLET_WEB_PORT to a free port, or leave it unset to have one picked")
+    with socket.socket() as probe:
+        probe.bind((settings.web_host, 0))
+        port = probe.getsockname()[1]
+    logging.getLogger("rillet").warning(json.dumps({
+        "event": "web_port_taken", "taken": settings.web_port, "web_port": port,
+        "message": f"port {settings.web_port} is taken (another worker on this host?): /health and /metrics "
+                   f"are on port {port}; set RILLET_WEB_PORT to choose"}))
+    return settings.with_(web_port=port)
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:

@@ -204,3 +204,58 @@ def test_historical_into_a_missing_folder_is_one_line(tmp_path):
     assert result.returncode == 1, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert "does not exist" in line and "Traceback" not in result.stderr
+
+
+def test_a_taken_web_port_is_one_line_when_chosen_and_another_port_when_not(tmp_path):
+    """A second worker on one host: RILLET_WEB_PORT set to a taken port is a one-line error naming it; with
+    the default taken, the worker picks a free port and says which (streams.cli._free_web_port)."""
+    import json
+    import logging
+    import socket
+
+    from streams.cli import _free_web_port
+    from streams.settings import Settings
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = rillet("worker", env={"RILLET_WEB_PORT": str(port)})
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"RILLET_WEB_PORT={port}" in lines[0] and "taken" in lines[0]
+        assert "Traceback" not in result.stderr
+
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append
+        logging.getLogger("rillet").addHandler(handler)
+        try:
+            chosen = _free_web_port(Settings.from_env({}, web_port=port), explicit=False)
+        finally:
+            logging.getLogger("rillet").removeHandler(handler)
+        assert chosen.web_port != port
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", chosen.web_port))  # free indeed
+        said = json.loads(records[-1].getMessage())
+        assert said["event"] == "web_port_taken" and said["web_port"] == chosen.web_port
+
+
+def test_a_request_input_that_does_not_convert_is_one_line(tmp_path):
+    """`rillet get --service` converts request inputs to their declared types; a bad one is named, one line."""
+    features = _features(tmp_path, GOOD_VIEW.format(entity="user_id", event_time="event_time", field="amount",
+                                                    agg="sum") + """
+from streams import FeatureService, derived
+
+@derived(inputs=["payments:amount_sum_5m", "request:amount"])
+def share(total, amount: float):
+    return amount / total if total else None
+
+svc = FeatureService("svc", ["payments:amount_sum_5m", share])
+""")
+    result = rillet("get", "--features", features, "--service", "svc", "--entity", "user_id=u1,amount=twelve")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "request input 'amount'" in lines[0] and "'twelve'" in lines[0], result.stderr
+    result = rillet("get", "--features", features, "--service", "svc", "--entity", "user_id=u1,shop=x")
+    assert result.returncode == 1 and "no field 'shop'" in result.stderr and "request inputs: amount" in result.stderr
