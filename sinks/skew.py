@@ -21,6 +21,7 @@ import pyarrow as pa
 from sinks.historical import OfflineReader, online_form
 from streams.definitions import FeatureView
 from streams.entity_keys import split_key
+from streams.errors import UnknownFeatureError
 
 __all__ = ["FeatureSkew", "SkewReport", "measure_skew", "prometheus_text"]
 
@@ -49,6 +50,7 @@ class SkewReport:
     view: str
     reads: int
     features: list[FeatureSkew]
+    removed_versions: dict[int, int] = field(default_factory=dict)  # version gc removed -> its reads not compared
 
     @property
     def compared(self) -> int:
@@ -64,7 +66,8 @@ class SkewReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"view": self.view, "reads": self.reads, "compared": self.compared, "bad": self.bad,
-                "mismatch_rate": self.mismatch_rate, "features": [asdict(f) for f in self.features]}
+                "mismatch_rate": self.mismatch_rate, "removed_versions": self.removed_versions,
+                "features": [asdict(f) for f in self.features]}
 
 
 def measure_skew(view: FeatureView, offline_root: Any, served: list[dict], *, examples: int = 5) -> SkewReport:
@@ -74,8 +77,14 @@ def measure_skew(view: FeatureView, offline_root: Any, served: list[dict], *, ex
     for record in served:
         by_version.setdefault(record["version"], []).append(record)
     skews: dict[str, FeatureSkew] = {}
+    removed: dict[int, int] = {}
     for version, records in sorted(by_version.items()):
         reader = OfflineReader([view], offline_root, version=version)
+        try:
+            reader.version_of(view.name)  # each read is compared with the log of the version it served
+        except UnknownFeatureError:
+            removed[version] = len(records)  # `versions gc` deleted its log: nothing left to compare with
+            continue
         names = sorted({v["name"] for r in records for v in r["features"]} & set(reader.engines[view.name].value_names))
         if not names:
             continue
@@ -100,7 +109,7 @@ def measure_skew(view: FeatureView, offline_root: Any, served: list[dict], *, ex
                 if len(skew.examples) < examples:
                     skew.examples.append({"entity": record["entity"], "read_ms": record["read_ms"], "kind": verdict,
                                           "online": online, "offline": want, "status": served_value["status"]})
-    return SkewReport(view.name, len(served), [skews[n] for n in sorted(skews)])
+    return SkewReport(view.name, len(served), [skews[n] for n in sorted(skews)], removed)
 
 
 def _compare(online: Any, offline: Any, aggregation: str | None) -> tuple[str, float]:

@@ -181,6 +181,19 @@ class ViewAgent:
         return [f"{a.view.name} v{a.version} -> v{int(p)}" for a, p in zip(peers, pointers, strict=True)
                 if p is not None and int(p) != a.version]
 
+    async def exit_if_retired(self) -> None:
+        """Stop the process at once (exit code 3) when a replay switched any of its views: before a batch,
+        which stays unacknowledged, and every second while idle (a timer)."""
+        retired = await self._retired_views()
+        if retired:
+            _log_json(logging.ERROR, event="version_retired", view=self.view.name, version=self.version,
+                      retired=retired,
+                      message="a replay switched a view of this worker to a new version; restart workers with "
+                              "the new definitions")
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(3)  # Faust would only restart a crashed agent
+
     async def start_offset(self, partition: int) -> int | None:
         """Where this view must resume reading a partition: past the last offset its own progress covers
         (its table, or a replay's hand-over), or None (from the beginning) when it has none."""
@@ -264,15 +277,7 @@ class ViewAgent:
 
     async def _handle(self, messages: list[Message]) -> None:
         started = time.perf_counter()
-        retired = await self._retired_views()
-        if retired:
-            _log_json(logging.ERROR, event="version_retired", view=self.view.name, version=self.version,
-                      retired=retired,
-                      message="a replay switched a view of this worker to a new version; restart workers with "
-                              "the new definitions")
-            for handler in logging.getLogger().handlers:
-                handler.flush()
-            os._exit(3)  # at once, this batch unacknowledged: Faust would only restart a crashed agent
+        await self.exit_if_retired()
         if self.replayed:
             await self.load_handover()
         records = [
@@ -611,6 +616,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
 
     @app.timer(1.0)
     async def heal_redis() -> None:
+        await agents[0].exit_if_retired()  # an idle worker too: new-definition workers may be starting
         for agent in agents:
             await agent.heal_redis()
 
