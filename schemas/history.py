@@ -33,8 +33,15 @@ class SubjectProblem:
 def _git(repo: Path, *args: str) -> str:
     result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
     if result.returncode != 0:
-        raise ConfigError(f"git {' '.join(args)} failed: {result.stderr.strip().splitlines()[-1:]}")
+        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ConfigError(f"git {' '.join(args)} in {repo} failed: {last}")
     return result.stdout
+
+
+def _repository(folder: Path) -> Path | None:
+    """The git work tree holding `folder`, or None outside any."""
+    result = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    return Path(result.stdout.strip()) if result.returncode == 0 else None
 
 
 def merge_base(repo: Path) -> str:
@@ -85,8 +92,12 @@ def check_folder(folder: Path, base: str | None = None, registry_url: str = "",
         The problems, and one line per subject checked saying which file it was and why that subject.
     """
     folder = folder.resolve()
-    repo = Path(_git(folder, "rev-parse", "--show-toplevel").strip())
-    base = base or merge_base(repo)
+    repo = _repository(folder)
+    if repo is None and not registry_url:
+        raise ConfigError(f"{folder} is not in a git repository, so there are no earlier versions to check against; "
+                          "run it in the repository that holds the schemas, or set RILLET_SCHEMA_REGISTRY_URL to "
+                          "check against the registered versions")
+    base = base or (merge_base(repo) if repo else "")
     config_path = folder / "compatibility.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     problems: list[SubjectProblem] = []
@@ -99,10 +110,11 @@ def check_folder(folder: Path, base: str | None = None, registry_url: str = "",
             subjects = [(config["subjects"][path.name], "mapped in compatibility.json")]
         else:
             subjects = [(f"{path.stem}-value", "no view reads it: subject from the file name")]
-        history = _versions(repo, path, base)  # git, once per file however many subjects read it
+        history = _versions(repo, path, base) if repo else []  # git, once per file however many subjects read it
         for subject, why in subjects:
             mode = Mode(config.get("modes", {}).get(subject, config.get("default", "BACKWARD")))
-            checked.append(f"{path.name} checked as {subject} ({why}; {mode.value})")
+            against = "" if repo else "; no git history: against the registry only"
+            checked.append(f"{path.name} checked as {subject} ({why}; {mode.value}{against})")
             try:
                 new = json.loads(path.read_text())
                 previous = [json.loads(text) for text in history]

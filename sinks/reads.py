@@ -28,7 +28,7 @@ from sinks.redis_client import is_cluster, mget
 from streams.definitions import FeatureView
 from streams.derived import REQUEST_PREFIX, DerivedFeature
 from streams.entity_keys import composite_key
-from streams.errors import UnknownFeatureError
+from streams.errors import UnknownFeatureError, choices
 from streams.kernel.engine import ViewEngine
 from streams.services import FeatureService, find_service, select
 
@@ -49,13 +49,13 @@ def resolve_features(engines: dict[str, ViewEngine], features: list[str]) -> dic
         engine = engines.get(view_name)
         if engine is None:
             raise UnknownFeatureError(
-                f"unknown view {view_name!r} in {ref!r}; views: {', '.join(sorted(engines))}"
+                f"unknown view {view_name!r} in {ref!r}; {choices(view_name, sorted(engines), 'views')}"
             )
         names = engine.value_names if name == "*" else [name]
         for n in names:
             if n not in engine.value_names:
                 raise UnknownFeatureError(
-                    f"view {view_name!r} has no feature {n!r}; it has: {', '.join(engine.value_names)}"
+                    f"view {view_name!r} has no feature {n!r}; {choices(n, engine.value_names)}"
                 )
             wanted.setdefault(view_name, [])
             if n not in wanted[view_name]:

@@ -75,22 +75,27 @@ class Feature:
 
     def __post_init__(self) -> None:
         agg = get_aggregation(self.aggregation)
+        written = self.as_written
         object.__setattr__(self, "aggregation", agg.name)  # the canonical spelling: "last_k( 5 )" is "last_k(5)"
         if self.field is None and agg.needs_field:
-            raise DefinitionError(f"Feature {self.aggregation}: needs a field (only count and age may omit it)")
+            raise DefinitionError(f"{written}: {agg.name} needs a field (only count and age may omit it)")
         if self.field is not None and not agg.takes_field:
-            raise DefinitionError(f"Feature {self.aggregation}: takes no field (got {self.field!r}); pass None")
+            raise DefinitionError(f"{written}: {agg.name} takes no field; write Feature(None, "
+                                  f"{self.aggregation!r}, ...)")
         if not isinstance(self.window, Tumbling | Sliding | Session | Lifetime):
-            raise DefinitionError(
-                f"Feature {self.field}.{self.aggregation}: window must be Tumbling, Sliding, Session or "
-                f"Lifetime, got {self.window!r}"
-            )
+            raise DefinitionError(f"{written}: the window must be Tumbling, Sliding, Session or Lifetime")
         if agg.lifetime_only and not isinstance(self.window, Lifetime):
-            raise DefinitionError(f"Feature {self.field}.{self.aggregation}: {agg.name} is defined over the "
-                                  f"entity's whole history; use window=Lifetime(), not {self.window!r}")
+            raise DefinitionError(f"{written}: {agg.name} is defined over the entity's whole history; "
+                                  f"use Lifetime() as its window")
         if not self.name:
             prefix = f"{self.field}_" if self.field else ""
             object.__setattr__(self, "name", f"{prefix}{agg.label}_{self.window.label}")
+
+    @property
+    def as_written(self) -> str:
+        """The feature as the user wrote it, for error messages: `Feature(None, 'age', Sliding("1h", "5m"))`."""
+        window = getattr(self.window, "as_written", repr(self.window))
+        return f"Feature({self.field!r}, {self.aggregation!r}, {window})"
 
 
 @dataclass(frozen=True)
@@ -309,6 +314,12 @@ def _base_types(avro_type: object) -> set[str]:
     return set() if avro_type == "null" else {str(avro_type)}
 
 
+def _may_be_null(avro_type: object) -> bool:
+    if isinstance(avro_type, list):
+        return any(_may_be_null(t) for t in avro_type)
+    return avro_type == "null"
+
+
 def check_against_schema(view: FeatureView) -> None:
     """Refuse a definition its schema cannot feed: a field the schema lacks, or sum/mean/stddev over text.
 
@@ -328,6 +339,15 @@ def check_against_schema(view: FeatureView) -> None:
     for name in view.entity_fields:
         if name not in fields:
             raise lacks("entity", name)
+    if len(view.entity_fields) > 1:  # a composite key needs every part, and the time is not an identity
+        nullable = {f["name"] for f in schema.get("fields", []) if _may_be_null(f["type"])}
+        for name in view.entity_fields:
+            if name == view.event_time:
+                raise DefinitionError(f"view {view.name}: entity {view.entity!r} names the event_time field "
+                                      f"{name!r}; an entity is who the events are about, not when")
+            if name in nullable:
+                raise DefinitionError(f"view {view.name}: entity {view.entity!r} names {name!r}, which may be null "
+                                      f"in {where}; every part of a composite entity must be a required field")
     if view.event_time is not None:
         if view.event_time not in fields:
             raise lacks("event_time", view.event_time)

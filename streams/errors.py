@@ -7,6 +7,7 @@ Python's own exceptions still catch it (httpx and attrs do the same).
 from __future__ import annotations
 
 __all__ = [
+    "DEAD_LETTER_REASONS",
     "ConfigError",
     "DefinitionError",
     "EventDecodeError",
@@ -15,7 +16,17 @@ __all__ = [
     "RilletError",
     "StackError",
     "UnknownFeatureError",
+    "choices",
 ]
+
+
+def choices(name: str, options: list[str] | tuple[str, ...], what: str = "it has") -> str:
+    """`did you mean 'x'? it has: a, b, c`: the close matches first, so a typo is one glance away."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(options), n=3, cutoff=0.6)
+    listed = f"{what}: {', '.join(options) or '(none)'}"
+    return (f"did you mean {' or '.join(repr(c) for c in close)}? " if close else "") + listed
 
 
 class RilletError(Exception):
@@ -47,6 +58,11 @@ class UnknownFeatureError(RilletError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; we want plain text.
         return str(self.args[0]) if self.args else "unknown feature"
+
+
+#: Every reason a record goes to the dead-letter topic: the worker exports a counter for each from its start.
+DEAD_LETTER_REASONS = ("unknown_schema", "truncated", "bad_magic", "undecodable", "missing_entity",
+                       "missing_event_time", "null_value", "out_of_range", "future_event_time", "late")
 
 
 class EventDecodeError(RilletError, ValueError):

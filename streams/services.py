@@ -22,7 +22,7 @@ from pathlib import Path
 
 from streams.definitions import FeatureView, definitions_module_name, load_views
 from streams.derived import DerivedFeature
-from streams.errors import DefinitionError, UnknownFeatureError
+from streams.errors import DefinitionError, UnknownFeatureError, choices
 
 __all__ = ["Definitions", "FeatureService", "Selection", "find_service", "load_definitions", "pinned_versions",
            "select"]
@@ -103,8 +103,8 @@ def select(features: list[str | DerivedFeature], service: FeatureService | None,
         else:
             found = derived.get(item)
             if found is None:
-                raise UnknownFeatureError(f"{item!r} is neither view:feature nor a derived feature; derived "
-                                          f"features: {', '.join(sorted(derived)) or '(none)'}")
+                raise UnknownFeatureError(f"{item!r} is neither view:feature nor a derived feature; "
+                                          f"{choices(str(item), sorted(derived), 'derived features')}")
         if found not in picked:
             picked.append(found)
     inputs = [ref for d in picked for ref in d.feature_inputs]
@@ -153,7 +153,7 @@ def find_service(services: dict[str, FeatureService], name: str) -> FeatureServi
     """The service called `name`; the error lists those that exist."""
     found = services.get(name)
     if found is None:
-        raise UnknownFeatureError(f"no feature service {name!r}; defined: {', '.join(sorted(services)) or '(none)'}")
+        raise UnknownFeatureError(f"no feature service {name!r}; {choices(name, sorted(services), 'defined')}")
     return found
 
 
@@ -190,8 +190,9 @@ def _check_references(owner: str, refs: list[str], views: dict[str, FeatureView]
         view_name, _, name = ref.partition(":")
         view = views.get(view_name)
         if view is None:
-            raise DefinitionError(f"{owner}: {ref!r} names no view; views: {', '.join(sorted(views))}")
+            raise DefinitionError(f"{owner}: {ref!r} names no view; {choices(view_name, sorted(views), 'views')}")
         if view_name not in names:
             names[view_name] = ViewEngine(view).value_names
         if name != "*" and name not in names[view_name]:
-            raise DefinitionError(f"{owner}: view {view_name} has no feature {name!r}")
+            raise DefinitionError(f"{owner}: view {view_name} has no feature {name!r}; "
+                                  f"{choices(name, names[view_name])}")

@@ -37,6 +37,7 @@ from sinks.redis_client import REDIS_DOWN, connect_redis_async, mget
 from streams import batch_transport, faults
 from streams.dead_letters import DeadLetterLog
 from streams.definitions import FeatureView
+from streams.errors import DEAD_LETTER_REASONS
 from streams.kernel.engine import ViewEngine
 from streams.kernel.processor import BatchResult, DeadLetter, SourceRecord, ViewProcessor, resume_collector
 from streams.kernel.watermark import PROGRESS_KEY_PREFIX, PartitionProgress, Watermarks
@@ -148,6 +149,8 @@ class ViewAgent:
         for counter in (metrics.events_in, metrics.aggregated, metrics.late, metrics.duplicates, metrics.read_back,
                         metrics.restored, metrics.expired):
             counter.labels(view.name)  # on /metrics from the start, at 0: alert rules see a series, not a gap
+        for reason in DEAD_LETTER_REASONS:
+            metrics.dead_lettered.labels(view.name, reason)
         self._latest: dict[bytes, tuple[int, int]] | None = None  # entity key -> (partition, latest_ms)
         self._offline_seen: dict[int, set[int]] = {}  # partition -> offsets already on disk past its commit
         self._dlq_seen: dict[int, set[int]] = {}  # partition -> offsets already dead-lettered past its commit

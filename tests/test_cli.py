@@ -75,18 +75,27 @@ payments = FeatureView(name="payments", topic="payments", schema=SCHEMA_DIR / "p
     (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="merchant", agg="approx_percentile(0.5)"),
      "approx_percentile(0.5) needs a number, but field 'merchant' is string"),
     (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="amount", agg="decayed_sum(1h)"),
-     "decayed_sum(1h) is defined over the entity's whole history; use window=Lifetime()"),
+     "decayed_sum(1h) is defined over the entity's whole history; use Lifetime() as its window"),
     (GOOD_VIEW.format(entity=("user_id", "shop"), event_time="event_time", field="amount", agg="sum"),
      "view payments: entity 'shop', which is not a field"),
+    (GOOD_VIEW.format(entity=("user_id", "amount"), event_time="event_time", field="amount", agg="sum"),
+     "view payments: entity ('user_id', 'amount') names 'amount', which may be null in schema payment.avsc; every "
+     "part of a composite entity must be a required field"),
+    (GOOD_VIEW.format(entity=("user_id", "event_time"), event_time="event_time", field="amount", agg="sum"),
+     "names the event_time field 'event_time'"),
     (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="amount", agg="sum")
      + "from streams import FeatureService\nfraud = FeatureService('fraud', ['payments:amount_mean_5m'])\n",
-     "FeatureService fraud: view payments has no feature 'amount_mean_5m'"),
+     "FeatureService fraud: view payments has no feature 'amount_mean_5m'; did you mean 'amount_sum_5m'? it has: "
+     "amount_sum_5m"),
     (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="amount", agg="sum")
      + "from streams import FeatureService\nfraud = FeatureService('fraud', ['payments:amount_sum_5m', 'ratio'])\n",
      "FeatureService fraud: 'ratio' is neither view:feature nor a derived feature"),
     (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="amount", agg="sum")
      + "from streams import derived\n@derived(inputs=['logins:count_5m'])\ndef ratio(n):\n    return n\n",
-     "derived feature ratio: 'logins:count_5m' names no view"),
+     "derived feature ratio: 'logins:count_5m' names no view; views: payments"),
+    (GOOD_VIEW.format(entity="user_id", event_time="event_time", field="amount", agg="sum")
+     + "from streams import derived\n@derived(inputs=['paymnets:amount_sum_5m'])\ndef ratio(n):\n    return n\n",
+     "names no view; did you mean 'payments'? views: payments"),
 ])
 @pytest.mark.parametrize("command", [["get", "--view", "payments", "--entity", "u1"], ["worker"]])
 def test_broken_features_file_is_one_line(tmp_path, body, needle, command):

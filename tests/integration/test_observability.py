@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from streams.demo import synthetic_payments, worker_process
+from streams.errors import DEAD_LETTER_REASONS
 from streams.lag import wait_caught_up
 from streams.producer import EventProducer
 from streams.stack import free_port, wait_until
@@ -71,6 +72,9 @@ def test_alerts_dashboard_and_status_agree_with_a_live_worker(stack, tmp_path):
         wait_until(lambda: "rillet_freshness_seconds{" in metrics() and "rillet_late_events_total{" in metrics(),
                    timeout_s=30, what="the worker's health report")
         on_worker = exposed(metrics())
+        for reason in DEAD_LETTER_REASONS:  # every labelled series from the start, at 0 when nothing happened
+            assert f'rillet_dead_lettered_total{{reason="{reason}",view="{view.name}"}}' in metrics(), reason
+        assert f'rillet_dead_lettered_total{{reason="bad_magic",view="{view.name}"}} 0.0' in metrics()
         alerts = yaml.safe_load((DEPLOY / "prometheus-alerts.yml").read_text())
         rules = [rule for group in alerts["groups"] for rule in group["rules"]]
         assert {"RilletFreshnessPastTarget", "RilletConsumerLagGrowing", "RilletDeadLettersHigh"} <= \

@@ -104,3 +104,12 @@ def test_subjects_come_from_the_views_that_read_the_file(tmp_path):
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert "payments-value: /fields/amount/type:" in checked.stdout
     assert "payment.avsc checked as payments-value (read by view payments; BACKWARD)" in checked.stderr
+
+
+def test_outside_a_git_repository_is_one_line_saying_what_that_means(tmp_path):
+    write(tmp_path / "payment.avsc", {"name": "user_id", "type": "string"})
+    result = rillet_check(tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "is not in a git repository, so there are no earlier versions to check against" in line
+    assert "RILLET_SCHEMA_REGISTRY_URL" in line and "[" not in line

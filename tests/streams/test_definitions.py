@@ -68,7 +68,11 @@ def test_new_aggregation_names():
     (lambda: Feature("amount", "top_k(0)", Tumbling("5m")), "k must be a whole number from 1 to 1000"),
     (lambda: Feature("amount", "approx_percentile(0)", Tumbling("5m")), r"q must be a number in \(0, 1\]"),
     (lambda: Feature("amount", "decayed_sum(0)", Tumbling("5m")), "half-life must be positive"),
-    (lambda: Feature(None, "age", Tumbling("5m")), "whole history; use window=Lifetime"),
+    (lambda: Feature(None, "age", Tumbling("5m")),
+     r"^Feature\(None, 'age', Tumbling\(\"5m\"\)\): age is defined over the entity's whole history; "
+     r"use Lifetime\(\) as its window$"),
+    (lambda: Feature(None, "age", Sliding("1h", "5m")), r"^Feature\(None, 'age', Sliding\(\"1h\", \"5m\"\)\)"),
+    (lambda: __import__("streams").Lifetime("1h"), r"^Lifetime\('1h'\): a lifetime window takes no size"),
     (lambda: Feature("amount", "age", __import__("streams").Lifetime()), "takes no field"),
     (lambda: Feature("amount", "median(3)", Tumbling("5m")), "does not exist"),
 ])
@@ -121,3 +125,19 @@ def test_derived_features_evaluate_and_fail_per_row():
     assert scaled.request_inputs == ["b"] and scaled.feature_inputs == ["v:a"]
     with pytest.raises(DefinitionError, match="neither 'view:feature'"):
         derived(inputs=["just_a_name"], name="bad")(lambda x: x)
+
+
+def test_every_dead_letter_reason_the_code_names_is_exported_from_the_start():
+    """The worker exports a zero series per reason in DEAD_LETTER_REASONS; a new reason must be listed there."""
+    import re
+    from pathlib import Path
+
+    from streams.definitions import NotNull, Range
+    from streams.errors import DEAD_LETTER_REASONS
+
+    root = Path(__file__).parent.parent.parent
+    named = set(re.findall(r'EventDecodeError\(\s*"(\w+)"', (root / "schemas" / "codec.py").read_text()))
+    named |= set(re.findall(r'DeadLetter\(\s*record[^,]*,\s*"(\w+)"',
+                            (root / "streams" / "kernel" / "processor.py").read_text()))
+    named |= {NotNull.reason, Range.reason}
+    assert len(named) >= 9 and named <= set(DEAD_LETTER_REASONS), named - set(DEAD_LETTER_REASONS)

@@ -20,9 +20,21 @@ __all__ = ["LIFETIME_MS", "Lifetime"]
 LIFETIME_MS = 2**62  # one pane wider than any event time
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Lifetime:
     """A window that holds the entity's whole history."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        if args or kwargs:
+            from streams.errors import DefinitionError
+
+            given = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
+            raise DefinitionError(f"Lifetime({given}): a lifetime window takes no size, it holds the entity's "
+                                  "whole history; for the last hour write Sliding(\"1h\", \"5m\") or Tumbling(\"1h\")")
+
+    @property
+    def as_written(self) -> str:
+        return "Lifetime()"
 
     @property
     def size_ms(self) -> int:

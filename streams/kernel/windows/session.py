@@ -39,3 +39,7 @@ class Session:
     @property
     def label(self) -> str:
         return f"session_{duration_label(self.gap_ms)}"
+
+    @property
+    def as_written(self) -> str:
+        return f'Session("{duration_label(self.gap_ms)}")'

@@ -47,6 +47,10 @@ class Sliding:
     def label(self) -> str:
         return f"{duration_label(self.size_ms)}_every_{duration_label(self.step_ms)}"
 
+    @property
+    def as_written(self) -> str:
+        return f'Sliding("{duration_label(self.size_ms)}", "{duration_label(self.step_ms)}")'
+
     def start_ms(self, t_ms: int) -> int:
         """First event time (inclusive) aggregated into the value at `t_ms`."""
         return (t_ms // self.step_ms) * self.step_ms + self.step_ms - self.size_ms

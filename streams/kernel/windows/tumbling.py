@@ -42,6 +42,11 @@ class Tumbling:
     def label(self) -> str:
         return duration_label(self.size_ms)
 
+    @property
+    def as_written(self) -> str:
+        """How a user writes this window (error messages; the repr stays as fingerprints stored it)."""
+        return f'Tumbling("{duration_label(self.size_ms)}")'
+
     def start_ms(self, t_ms: int) -> int:
         """First event time (inclusive) aggregated into the value at `t_ms`."""
         return (t_ms // self.size_ms) * self.size_ms
