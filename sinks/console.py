@@ -22,7 +22,7 @@ from typing import Any
 from sinks.online import history_key, skew_key
 from streams.definitions import FeatureView
 from streams.settings import Settings
-from streams.timeutil import duration_label
+from streams.timeutil import duration_label, format_ms
 
 __all__ = ["Console"]
 
@@ -87,13 +87,13 @@ class Console:
 
     # ------------------------------------------------------------------- render
     def render(self, figures: dict[str, Any], lookup: dict[str, Any] | None = None) -> str:
-        views = "".join(self._view(v) for v in figures["views"])
+        views = "".join(self._view(v, figures["generated_ms"]) for v in figures["views"])
         return _PAGE.format(views=views, lookup=self._lookup(lookup), generated=_time(figures["generated_ms"]),
                             options="".join(f'<option{" selected" if lookup and lookup.get("view") == n else ""}>'
                                             f"{_e(n)}</option>" for n in self.views),
                             entity=_e((lookup or {}).get("entity", "")), as_of=_e((lookup or {}).get("as_of", "")))
 
-    def _view(self, figures: dict[str, Any]) -> str:
+    def _view(self, figures: dict[str, Any], now_ms: int) -> str:
         s = figures["status"]
         name = _e(s["view"])
         versions = "".join(
@@ -122,8 +122,8 @@ class Console:
     <dt>late, last hour</dt><dd data-field=late>{s['late_1h']:,}</dd>
   </dl>
   <div class=charts>
-    <figure><figcaption>events/s, last hour</figcaption>{_chart(history, "events_per_s")}</figure>
-    <figure><figcaption>lag (records), last hour</figcaption>{_chart(history, "lag")}</figure>
+    <figure><figcaption>events/s, last hour</figcaption>{_chart(history, "events_per_s", now_ms)}</figure>
+    <figure><figcaption>lag (records), last hour</figcaption>{_chart(history, "lag", now_ms)}</figure>
   </div>
   <h3>versions</h3>
   <table><tr><th>version</th><th>state</th><th>events</th><th>created</th><th>switched</th></tr>{versions}</table>
@@ -150,22 +150,42 @@ def _skew(report: dict[str, Any] | None) -> str:
     rows = "".join(f"<tr><td>{_e(f['feature'])}</td><td>{f['compared']:,}</td><td>{f['mismatches']:,}</td>"
                    f"<td>{f['missing']:,}</td><td>{f['extra']:,}</td><td>{f['largest_error']:g}</td></tr>"
                    for f in report["features"])
+    examples = "".join(
+        f"<tr><td>{_e(f['feature'])}</td><td data-entity>{_e(x['entity'])}</td><td>{_time(x['read_ms'])}</td>"
+        f"<td>{_e(x['kind'])}</td><td>{_e(_show(x['online']))}</td><td>{_e(_show(x['offline']))}</td></tr>"
+        for f in report["features"] for x in f.get("examples", []))
+    examples = (f"<h4>examples</h4><table id=skew-examples><tr><th>feature</th><th>entity</th><th>read at</th>"
+                f"<th>kind</th><th>served</th><th>training data</th></tr>{examples}</table>" if examples else "")
     return (f"<p data-field=skew>{report['reads']:,} reads, {report['compared']:,} values compared, "
             f"<b>{report['bad']:,}</b> differ ({report['mismatch_rate']:.4%})</p><table><tr><th>feature</th>"
             f"<th>compared</th><th>mismatches</th><th>missing</th><th>extra</th><th>largest error</th></tr>"
-            f"{rows}</table>")
+            f"{rows}</table>{examples}")
 
 
-def _chart(points: list[dict[str, Any]], field: str, width: int = 360, height: int = 90) -> str:
-    """An inline SVG line chart of one figure over the points, with its largest value marked."""
-    values = [p.get(field, 0) or 0 for p in points]
-    if len(values) < 2:
-        return f'<svg width={width} height={height} class=chart><text x=8 y=48>not enough history yet</text></svg>'
-    top = max(max(values), 1)
-    step = width / (len(values) - 1)
-    line = " ".join(f"{i * step:.1f},{height - 14 - (v / top) * (height - 24):.1f}" for i, v in enumerate(values))
-    return (f'<svg width={width} height={height} class=chart data-max="{top:g}"><polyline points="{line}"/>'
+def _chart(points: list[dict[str, Any]], field: str, now_ms: int, width: int = 360, height: int = 90) -> str:
+    """An inline SVG line chart of one figure over the last hour on a time axis: x is the point's time, and
+    where the workers reported nothing for longer than two report intervals the line breaks (an outage
+    shows as a gap, not as a straight line across it)."""
+    if not points:
+        return f'<svg width={width} height={height} class=chart><text x=8 y=48>no history yet</text></svg>'
+    top = max(max(p.get(field, 0) or 0 for p in points), 1)
+    start = now_ms - HOUR_MS
+
+    def xy(point: dict[str, Any]) -> str:
+        x = (point["at_ms"] - start) / HOUR_MS * width
+        return f"{x:.1f},{height - 14 - ((point.get(field, 0) or 0) / top) * (height - 24):.1f}"
+
+    runs: list[list[dict[str, Any]]] = [[points[0]]]
+    for before, point in pairwise(points):
+        if point["at_ms"] - before["at_ms"] > 2 * HISTORY_STEP_MS:
+            runs.append([])
+        runs[-1].append(point)
+    lines = "".join(f'<polyline points="{" ".join(xy(p) for p in run)}"/>' if len(run) > 1
+                    else f'<circle r=1.5 cx={xy(run[0]).split(",")[0]} cy={xy(run[0]).split(",")[1]} />'
+                    for run in runs)
+    return (f'<svg width={width} height={height} class=chart data-max="{top:g}" data-gaps={len(runs) - 1}>{lines}'
             f'<text x=4 y=10>max {top:,.1f}</text><text x=4 y={height - 2}>-60 min</text>'
+            f'<text x={width / 2 - 14:.0f} y={height - 2}>-30 min</text>'
             f'<text x={width - 28} y={height - 2}>now</text></svg>')
 
 
@@ -174,9 +194,7 @@ def _show(value: Any) -> str:
 
 
 def _time(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + "Z"
+    return format_ms(ms) or "-"  # ISO-8601, as every other path prints a time
 
 
 def _e(text: Any) -> str:
@@ -196,7 +214,7 @@ table{{border-collapse:collapse}} td,th{{border-bottom:1px solid #eee;padding:.2
 .ok{{background:#d8f5d8}} .bad{{background:#fbd5d5}} .none{{background:#eee}}
 .charts{{display:flex;gap:1.5em;flex-wrap:wrap}} figure{{margin:0}} figcaption{{color:#666}}
 svg.chart{{background:#fafafa;border:1px solid #eee}} svg.chart polyline{{fill:none;stroke:#2a6fdb;stroke-width:1.5}}
-svg.chart text{{font-size:10px;fill:#888}} td.err{{color:#a33;max-width:420px;overflow-wrap:anywhere}}
+svg.chart text{{font-size:10px;fill:#888}} svg.chart circle{{fill:#2a6fdb}} td.err{{color:#a33;max-width:420px;overflow-wrap:anywhere}}
 form{{display:flex;gap:.5em;align-items:center;flex-wrap:wrap}}
 </style></head>
 <body>

@@ -74,7 +74,11 @@ def iso_to_ms(text: str) -> int:
         NaiveTimeError: the time has no timezone.
         ValueError: the text is not an ISO-8601 time.
     """
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: write ISO-8601 with a timezone, e.g. 2026-01-01T12:00:00Z, "
+                         "or epoch milliseconds") from None
     if value.tzinfo is None:
         raise NaiveTimeError(f"{text!r} has no timezone; add Z or +00:00")
     return int(value.timestamp() * 1000)

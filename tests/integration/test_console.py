@@ -105,7 +105,7 @@ def test_the_console_shows_what_the_api_returns(stack, tmp_path):
             assert shown("verdict") == status["verdict"] == "ok"
             assert shown("target") == "30d"
             assert f"{api['skew']['compared']:,} values compared" in shown("skew")
-            assert section.locator("svg.chart").count() == 2 and section.locator("svg.chart polyline").count() == 2
+            assert section.locator("svg.chart").count() == 2 and section.locator("svg.chart polyline").count() >= 2
             assert "truncated" in section.inner_text() and "late" in section.inner_text()  # the latest dead letters
 
             user = history[-1]["user_id"]
