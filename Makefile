@@ -18,7 +18,7 @@ run: $(STAMP)
 test: $(STAMP)
 	@command -v chromium >/dev/null || apt-get install -y -qq chromium >/dev/null 2>&1 || echo "chromium not installed: the console's browser test skips"
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile  # both cores: each runs whole files, with its own embedded stack
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -214,7 +214,8 @@ table{{border-collapse:collapse}} td,th{{border-bottom:1px solid #eee;padding:.2
 .ok{{background:#d8f5d8}} .bad{{background:#fbd5d5}} .none{{background:#eee}}
 .charts{{display:flex;gap:1.5em;flex-wrap:wrap}} figure{{margin:0}} figcaption{{color:#666}}
 svg.chart{{background:#fafafa;border:1px solid #eee}} svg.chart polyline{{fill:none;stroke:#2a6fdb;stroke-width:1.5}}
-svg.chart text{{font-size:10px;fill:#888}} svg.chart circle{{fill:#2a6fdb}} td.err{{color:#a33;max-width:420px;overflow-wrap:anywhere}}
+svg.chart text{{font-size:10px;fill:#888}} svg.chart circle{{fill:#2a6fdb}}
+td.err{{color:#a33;max-width:420px;overflow-wrap:anywhere}}
 form{{display:flex;gap:.5em;align-items:center;flex-wrap:wrap}}
 </style></head>
 <body>

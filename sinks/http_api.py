@@ -118,7 +118,8 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
         return response
 
     def reply(data: Any, status: int = 200) -> web.Response:
-        return web.Response(text=json.dumps(data), status=status, content_type="application/json")
+        headers = {"Retry-After": "1"} if status == 503 else None  # an outage or a slot moving: try again soon
+        return web.Response(text=json.dumps(data), status=status, content_type="application/json", headers=headers)
 
     @routes.post("/features/online")
     async def online(request: web.Request) -> web.Response:

@@ -82,8 +82,9 @@ class OnlineStore:
     def live_key(self) -> str:
         """Hash: source partition -> "1" once Redis holds every state of that partition.
 
-        Written with the states, so a Redis that comes back empty (no persistence, a
-        failover that lost writes) shows it by the markers it lost with them.
+        Written with the states, so a Redis that comes back empty (no persistence) shows it
+        by the markers it lost with them. Not a failover that lost only the last writes: the
+        markers were written earlier, in one slot, and survive (issue 21).
         """
         return live_key(self.view.name, self.version)
 
@@ -107,7 +108,7 @@ class OnlineStore:
                     pipe.hset(self.events_key, mapping=aggregated_counts(progress))
                 await pipe.execute()
 
-        await self._retrying(attempt, max_wait_s)
+        await self.retrying(attempt, max_wait_s)
 
     async def unmarked(self, client: aredis.Redis, partitions: list[int], *, max_wait_s: float = 60.0) -> list[int]:
         """The partitions among `partitions` whose states Redis may have lost (their live marker is gone)."""
@@ -118,7 +119,7 @@ class OnlineStore:
             marks = await client.hmget(self.live_key, [str(p) for p in partitions])
             return [p for p, mark in zip(partitions, marks, strict=True) if mark is None]
 
-        return await self._retrying(attempt, max_wait_s)
+        return await self.retrying(attempt, max_wait_s)
 
     async def restore(self, client: aredis.Redis, states: list[tuple[str, bytes]], partitions: list[int], *,
                       chunk: int = 5_000, max_wait_s: float = 60.0) -> None:
@@ -133,12 +134,12 @@ class OnlineStore:
                         pipe.set(self.key(entity), blob, px=self.expire_ms)
                     await pipe.execute()
 
-            await self._retrying(attempt, max_wait_s)
+            await self.retrying(attempt, max_wait_s)
         if partitions:
-            await self._retrying(lambda: client.hset(self.live_key, mapping={str(p): 1 for p in partitions}),
+            await self.retrying(lambda: client.hset(self.live_key, mapping={str(p): 1 for p in partitions}),
                                  max_wait_s)
 
-    async def _retrying(self, attempt: Any, max_wait_s: float) -> Any:
+    async def retrying(self, attempt: Any, max_wait_s: float = 60.0) -> Any:
         """Run `attempt()` until Redis answers: the worker waits out an outage, it never drops a batch."""
         delay = 0.05
         while True:

@@ -23,10 +23,13 @@ from streams.settings import Settings
 __all__ = ["REDIS_DOWN", "connect_redis", "connect_redis_async", "is_cluster", "mget"]
 
 #: What a Redis that does not answer raises: the server down or unreachable, or on a cluster, a
-#: node down (slots not served) until it comes back or a replica takes over.
+#: node down (slots not served) until it comes back or a replica takes over, or a slot moving
+#: between nodes. redis-py 8.1's asyncio cluster client sends ASKING and the command on two pooled
+#: connections, so a read of a key already migrated bounces until `ClusterError('TTL exhausted.')`
+#: (tests/integration/test_cluster_migration.py keeps the reproduction): transient, like an outage.
 REDIS_DOWN: tuple[type[BaseException], ...] = (
-    redis.ConnectionError, redis.TimeoutError, OSError, redis.exceptions.ClusterDownError,
-    redis.exceptions.RedisClusterException, redis.exceptions.TryAgainError,
+    redis.ConnectionError, redis.TimeoutError, OSError, redis.exceptions.ClusterError,
+    redis.exceptions.RedisClusterException, redis.exceptions.TryAgainError, redis.exceptions.AskError,
 )
 
 

@@ -69,6 +69,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if starts is None:
             return committed
         wanted = await starts(self.assignment())
+        #: partitions whose read offset is not what the group has committed: Faust takes the returned offset
+        #: for its last commit, so `streams.worker` commits these once even with no new record to read
+        self.rillet_unsynced: set[tuple[str, int]] = set()
         for tp, start in wanted.items():
             have = next((offset for key, offset in committed.items() if tuple(key) == tuple(tp)), None)
             if start is None and have is not None and have > 0:
@@ -77,6 +80,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             elif start is not None and (have is None or have < 0 or start < have):
                 await self.seek(tp, start)
                 committed[tp] = start
+                self.rillet_unsynced.add((tp.topic, tp.partition))
         return committed
 
     async def _drain_messages(self, fetcher: Any) -> None:

@@ -25,17 +25,20 @@ SLOTS = 16_384
 
 
 class LocalRedisCluster:
-    """`masters` Valkey processes in one cluster; `url` is what RILLET_REDIS_URL takes."""
+    """`masters` Valkey processes in one cluster, each with `replicas` replicas (nodes `masters` on:
+    node `masters + r * masters + i` replicates master i); `url` is what RILLET_REDIS_URL takes."""
 
-    def __init__(self, masters: int = 3, workdir: str | Path | None = None) -> None:
+    def __init__(self, masters: int = 3, workdir: str | Path | None = None, *, replicas: int = 0) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="rillet-cluster-"))
-        self.ports = [free_port() for _ in range(masters)]
-        self.bus_ports = [free_port() for _ in range(masters)]
-        self.processes: list[ManagedProcess | None] = [None] * masters
+        self.masters = masters
+        nodes = masters * (1 + replicas)
+        self.ports = [free_port() for _ in range(nodes)]
+        self.bus_ports = [free_port() for _ in range(nodes)]
+        self.processes: list[ManagedProcess | None] = [None] * nodes
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports[:self.masters])
 
     def __enter__(self) -> LocalRedisCluster:
         return self.start()
@@ -48,12 +51,15 @@ class LocalRedisCluster:
             for i in range(len(self.ports)):
                 self.start_node(i)
             first = self.client(0)
-            share = SLOTS // len(self.ports)
-            for i in range(len(self.ports)):
-                last = SLOTS - 1 if i == len(self.ports) - 1 else (i + 1) * share - 1
+            share = SLOTS // self.masters
+            for i in range(self.masters):
+                last = SLOTS - 1 if i == self.masters - 1 else (i + 1) * share - 1
                 self.client(i).execute_command("CLUSTER", "ADDSLOTSRANGE", i * share, last)
             for i in range(1, len(self.ports)):
                 first.execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[i], self.bus_ports[i])
+            self.wait_ok()
+            for i in range(self.masters, len(self.ports)):
+                self._replicate(i, i % self.masters)
             self.wait_ok()
         except BaseException:
             self.close()
@@ -77,6 +83,28 @@ class LocalRedisCluster:
         if not proc.alive():
             raise StackError(f"cluster node {i} exited at start; its log says:\n{proc.tail()}")
 
+    def node_id(self, i: int) -> str:
+        return self.client(i).execute_command("CLUSTER", "MYID").decode()
+
+    def _replicate(self, replica: int, master: int) -> None:
+        """Make node `replica` a replica of node `master`, once it knows the master, and wait for the link."""
+        master_id = self.node_id(master)
+
+        def replicating() -> bool:
+            try:
+                self.client(replica).execute_command("CLUSTER", "REPLICATE", master_id)
+            except redis.RedisError:
+                return False  # the gossip has not told it about the master yet
+            return True
+
+        wait_until(replicating, timeout_s=30, what=f"node {replica} to know node {master}", interval_s=0.1)
+        wait_until(lambda: self.client(replica).info("replication").get("master_link_status") == "up",
+                   timeout_s=30, what=f"node {replica} to replicate node {master}", interval_s=0.1)
+
+    def replica_of(self, master: int) -> int:
+        """The first replica node of master `master`."""
+        return self.masters + master
+
     def kill_node(self, i: int) -> None:
         """SIGKILL node i (its keys survive in its append-only file)."""
         proc = self.processes[i]
@@ -88,7 +116,7 @@ class LocalRedisCluster:
         def all_ok() -> bool:
             try:
                 return all(b"cluster_state:ok" in self.client(i).execute_command("CLUSTER", "INFO")
-                           for i in range(len(self.ports)))
+                           for i in range(len(self.ports)) if self.processes[i] is not None)
             except (redis.RedisError, OSError):
                 return False
 

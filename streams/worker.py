@@ -212,7 +212,8 @@ class ViewAgent:
 
         if self._handover_loaded:
             return
-        raw = await self.redis.hgetall(VersionRegistry.progress_key(self.view.name, self.version))
+        raw = await self.online.retrying(
+            lambda: self.redis.hgetall(VersionRegistry.progress_key(self.view.name, self.version)))
         for partition, value in raw.items():
             self.watermarks.handed_over[int(partition)] = PartitionProgress.decode(value)
         self.watermarks.forget()  # nothing read before this may stand
@@ -221,7 +222,8 @@ class ViewAgent:
     async def _prefetch_replayed(self, records: list[SourceRecord]) -> None:
         """States of a replayed version that this table does not hold yet, read from Redis in one MGET."""
         missing = sorted({r.key.decode() for r in records if r.key and r.key not in self.table.data})
-        blobs = await mget(self.redis, [self.online.key(e) for e in missing]) if missing else []
+        keys = [self.online.key(e) for e in missing]
+        blobs = await self.online.retrying(lambda: mget(self.redis, keys)) if missing else []
         self._from_redis = {e: b for e, b in zip(missing, blobs, strict=True) if b is not None}
 
     async def handle(self, messages: list[Message]) -> None:
@@ -683,7 +685,10 @@ async def _commit_handled(app: faust.App, agents: list[ViewAgent]) -> None:
             continue  # a view that has stored nothing here yet: committing would pass what it must still read
         last = min(stored)  # never past any view's own progress
         committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - Faust's record of its last commit
-        if committed is None or last + 1 > committed:
+        unsynced = (tp.topic, tp.partition) in getattr(consumer, "rillet_unsynced", ())
+        if committed is None or last + 1 > committed or unsynced:
             offsets[tp] = last + 1
     if offsets:
-        await consumer._commit_offsets(offsets)  # noqa: SLF001 - flushes the producer (changelog) first
+        if await consumer._commit_offsets(offsets):  # noqa: SLF001 - flushes the producer (changelog) first
+            for tp in offsets:
+                getattr(consumer, "rillet_unsynced", set()).discard((tp.topic, tp.partition))

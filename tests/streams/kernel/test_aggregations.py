@@ -78,3 +78,23 @@ def test_range_sums_survive_cancellation():
     means, present = AGGREGATIONS["mean"].over_ranges(column, lo, hi)
     assert sums.tolist() == [1.0, 1.0, -1e17 + 1.0, 0.0]
     assert means[:2].tolist() == [1 / 3, 1 / 3] and present.tolist() == [True, True, True, False]
+
+
+def test_a_range_reduces_to_the_same_bits_wherever_it_lies_in_the_log():
+    """A Dask partition changes which entity is last in its log: the range at the end must not be added in
+    another order than the same range in the middle (ufunc.reduce's pairwise blocking would)."""
+    import numpy as np
+
+    from streams.kernel.event_columns import reduce_ranges
+
+    x = np.array([-2.89, 80.25, 390.7, 270.19, 1.77, 188.22, 213.48, 37.86, 354.02])
+    alone = reduce_ranges(np.add, x, np.array([0]), np.array([9]), 0.0)
+    middle = reduce_ranges(np.add, np.append(x, 1.0), np.array([0, 9]), np.array([9, 10]), 0.0)
+    assert alone[0] == middle[0]
+    rng = np.random.default_rng(4)
+    for n in rng.integers(1, 400, 50).tolist():
+        values = np.round(rng.uniform(-10, 500, n), 2)
+        log = np.concatenate([np.round(rng.uniform(-10, 500, 7), 2), values])
+        at_end = reduce_ranges(np.add, log, np.array([7]), np.array([7 + n]), 0.0)[0]
+        inside = reduce_ranges(np.add, np.append(log, 3.0), np.array([7, 7 + n]), np.array([7 + n, 8 + n]), 0.0)[0]
+        assert at_end == inside, n
