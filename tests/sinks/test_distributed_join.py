@@ -38,7 +38,10 @@ def spread_store(tmp_path):
     from schemas import SCHEMA_DIR
 
     definitions = tmp_path / "features.py"
-    definitions.write_text(FEATURES.format(schema=SCHEMA_DIR / "payment.avsc"))
+    long_sums = 'Feature(None, "age", Lifetime()), Feature("amount", "sum", Lifetime()), ' \
+                'Feature("amount", "mean", Sliding("1h", "10m"))]'  # ranges long enough for NumPy's pairwise order
+    definitions.write_text(FEATURES.replace('Feature(None, "age", Lifetime())]', long_sums)
+                           .format(schema=SCHEMA_DIR / "payment.avsc"))
     [view] = load_views(definitions)
     rng = random.Random(31)
     users = [f"u{i}" for i in range(40)]
