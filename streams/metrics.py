@@ -45,6 +45,9 @@ class WorkerMetrics:
         self.lag_seconds = Gauge(
             "rillet_consumer_lag_seconds", "While records wait: wall clock minus the last read record's timestamp",
             ["view", "partition"], registry=r)
+        self.replica_wait = Histogram(
+            "rillet_redis_replica_wait_seconds", "A batch's write and WAIT for its replicas' acknowledgement",
+            ["view"], registry=r)
         self.batch_seconds = Histogram(
             "rillet_batch_seconds", "Time to process and sink one batch", ["view"], registry=r)
 

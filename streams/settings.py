@@ -84,6 +84,11 @@ class Settings:
     state_sweep_ms: int = _setting(
         30_000, "RILLET_STATE_SWEEP_MS", "How often a worker drops window state no new event can reach"
     )
+    redis_replica_acks: int = _setting(
+        1, "RILLET_REDIS_REPLICA_ACKS",
+        "Replicas of each Redis master that must acknowledge a batch's writes (WAIT) before its offsets are "
+        "committed, capped by the replicas attached; 0: do not wait",
+    )
     features: str = _setting(
         "examples/payments/features.py", "RILLET_FEATURES", "Feature definitions file (Python) the commands load"
     )

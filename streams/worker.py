@@ -136,7 +136,8 @@ class ViewAgent:
         self._handover_loaded = False
         self._lock = asyncio.Lock()
         self.processor = ViewProcessor(self.engine, EventDecoder(view, store), self.watermarks)
-        self.online = OnlineStore(view, version)
+        self.online = OnlineStore(view, version, replica_acks=settings.redis_replica_acks,
+                                  on_wait=metrics.replica_wait.labels(view.name).observe)
         self.offline = OfflineStore(settings.offline_root, view, version)
         self.redis = connect_redis_async(settings)
         self.gap_reader = GapReader(settings.bootstrap_servers)
@@ -248,20 +249,22 @@ class ViewAgent:
             return await self._heal_redis()
 
     async def _heal_redis(self) -> int:
-        """If Redis lost this worker's partitions (their live markers are gone: it restarted empty, or a
-        failover lost writes), write back every state the table holds for them before any batch commits.
+        """If Redis lost this worker's partitions (their live markers are gone: it restarted empty; or a
+        master's write epoch is behind the stored progress: a failover to a replica that missed the last
+        writes, sinks.write_epochs), write back every state the table holds for them before any batch commits.
 
         States the worker already expired by the contract's rule stay forgotten.
         """
         assigned = sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.view.topic)
-        missing = await self.online.unmarked(self.redis, assigned)
+        stored = {p: self.watermarks.stored_last_offset(p) for p in assigned}
+        missing = await self.online.lost_partitions(self.redis, stored)
         if not missing:
             return 0
         started, wanted = time.perf_counter(), set(missing)
         await asyncio.to_thread(self._recreate_version_record)  # lost with the states, if Redis lost everything
         states = [(key.decode(), blob) for key, blob in list(self.table.data.items())
                   if not key.startswith(PROGRESS_KEY_PREFIX) and self.engine.decode(blob).partition in wanted]
-        await self.online.restore(self.redis, states, missing)
+        await self.online.restore(self.redis, states, missing, epochs={p: stored[p] for p in missing})
         if not states:  # a first start, or nothing held: only the markers were missing
             return 0
         self.metrics.restored.labels(self.view.name).inc(len(states))
@@ -316,8 +319,10 @@ class ViewAgent:
         # Sinks first, changelog last: the changelog is the batch's commit point. A crash
         # before it re-processes the batch, rewriting the same Redis states and Parquet rows.
         writes = self.processor.state_writes(result)  # each state encoded once: Redis and changelog share it
+        epochs = [(p, self.watermarks.stored_last_offset(p), self.watermarks.last_offset(p))
+                  for p in sorted({r.partition for r in records})]
         await asyncio.gather(
-            self.online.write(self.redis, writes, self.watermarks.items()),
+            self.online.write(self.redis, writes, self.watermarks.items(), epochs=epochs),
             asyncio.to_thread(self.offline.write, result.rows) if result.rows else asyncio.sleep(0),
         )
         faults.hit("after_offline_write")  # crash tests: Parquet published, changelog not yet
