@@ -20,7 +20,7 @@ import redis.cluster as cluster
 
 from streams.settings import Settings
 
-__all__ = ["REDIS_DOWN", "connect_redis", "connect_redis_async", "is_cluster", "mget"]
+__all__ = ["REDIS_DOWN", "connect_redis", "connect_redis_async", "follow_ask_on_one_connection", "is_cluster", "mget"]
 
 #: What a Redis that does not answer raises: the server down or unreachable, or on a cluster, a
 #: node down (slots not served) until it comes back or a replica takes over, or a slot moving
@@ -75,6 +75,29 @@ def connect_redis(settings: Settings) -> redis.Redis | cluster.RedisCluster:
     return redis.Redis.from_url(settings.redis_url, **_kwargs(settings))
 
 
+_FIFO_ACQUIRE = acluster.ClusterNode.acquire_connection
+
+
+def _acquire_latest(node: acluster.ClusterNode) -> Any:
+    """The connection released last (LIFO), else what redis-py would do (a new one while under the limit)."""
+    return node._free.pop() if node._free else _FIFO_ACQUIRE(node)  # noqa: SLF001 - see below
+
+
+def follow_ask_on_one_connection() -> None:
+    """Work around redis-py 8.1's asyncio cluster client losing ASK redirections.
+
+    On ASK it sends `ASKING`, releases that connection, then sends the command on the
+    connection it acquires next; the node's free list is a FIFO, so with two or more
+    pooled connections the command goes on another one, which the importing node
+    bounces back (`MOVED`) until `ClusterError('TTL exhausted.')`. Taking the most
+    recently released connection instead (nothing runs between the two, no await) puts
+    the command on ASKING's connection. Idempotent; applies to every asyncio cluster
+    client (tests/integration/test_cluster_migration.py keeps the bug's reproduction,
+    with redis-py's own order, so the release that fixes it shows).
+    """
+    acluster.ClusterNode.acquire_connection = _acquire_latest
+
+
 def connect_redis_async(settings: Settings, max_connections: int | None = None) -> aredis.Redis | acluster.RedisCluster:
     """An asyncio client, so a slow Redis never blocks the event loop.
 
@@ -82,6 +105,7 @@ def connect_redis_async(settings: Settings, max_connections: int | None = None) 
     connection instead of opening one each (which a busy Redis answers late).
     """
     if is_cluster(settings.redis_url):
+        follow_ask_on_one_connection()
         nodes, kwargs = _cluster_args(settings)
         if max_connections is not None:
             kwargs["max_connections"] = max_connections
