@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["hit", "skipped"]
+__all__ = ["hit", "hit_later", "skipped"]
 
 _counts: dict[str, int] = {}
 
@@ -24,6 +24,18 @@ def hit(name: str) -> None:
     _counts[name] = _counts.get(name, 0) + 1
     if _counts[name] == int(target):
         os._exit(137)
+
+
+def hit_later(name: str) -> None:
+    """`RILLET_FAULT_<NAME>_MS=D`: the first pass through `name` ends the process D ms later, whatever it is
+    doing then (a kill while a send is in flight)."""
+    delay = os.environ.get(f"RILLET_FAULT_{name.upper()}_MS")
+    if not delay or _counts.get(name):
+        return
+    _counts[name] = 1
+    import asyncio
+
+    asyncio.get_running_loop().call_later(float(delay) / 1000, os._exit, 137)
 
 
 def skipped(name: str, count: int) -> set[int]:

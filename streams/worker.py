@@ -357,6 +357,7 @@ class ViewAgent:
                 continue
             sent = await self.dlq.send(key=source.key, value=source.value, headers=letter.headers(),
                                        partition=source.partition % self.dlq_partitions)
+            faults.hit_later("dead_letter_sent")  # crash tests: killed while the letter may be in flight
             pending.append((source.partition, sent))
             _log_json(logging.WARNING, event="dead_letter", view=self.view.name, reason=letter.reason,
                       partition=source.partition, offset=source.offset, error=letter.error)

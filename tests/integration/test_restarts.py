@@ -165,10 +165,13 @@ def test_two_workers_split_the_partitions_and_agree_with_one(stack, tmp_path):
     assert read_offline(settings.offline_root, view.name).num_rows == len(history)
 
 
-def test_dead_letters_reach_the_topic_once_however_often_their_batch_runs(stack, tmp_path):
-    """Killed after its dead letters were acknowledged but before its commit point, a worker runs the
-    batch again after the restart: `rillet dlq` still shows each rejected record exactly once. The batch
-    also holds a far-future record: dead-lettered, it moves no watermark, so no valid event after it is late."""
+@pytest.mark.parametrize("kill", ["RILLET_FAULT_AFTER_DEAD_LETTERS=1",
+                                  "RILLET_FAULT_DEAD_LETTER_SENT_MS=4", "RILLET_FAULT_DEAD_LETTER_SENT_MS=15"])
+def test_dead_letters_reach_the_topic_once_however_often_their_batch_runs(stack, tmp_path, kill):
+    """Killed after its dead letters were acknowledged but before its commit point, or while the first letter
+    may still be in flight (at varied delays after its send), a worker runs the batch again after the
+    restart: `rillet dlq` still shows each rejected record exactly once. The batch also holds a far-future
+    record: dead-lettered, it moves no watermark, so no valid event after it is late."""
     import json
     import os
     import subprocess
@@ -189,7 +192,7 @@ def test_dead_letters_reach_the_topic_once_however_often_their_batch_runs(stack,
         producer.send_many(after)
         producer.send_raw(b"u0001", b"\x07not avro")
     heads = producer.report.heads
-    crashing = worker_process(settings, str(features), tmp_path, free_port(), {"RILLET_FAULT_AFTER_DEAD_LETTERS": "1"})
+    crashing = worker_process(settings, str(features), tmp_path, free_port(), dict([kill.split("=")]))
     wait_until(lambda: not crashing.alive(), timeout_s=120, what="the worker to die after its dead letters")
     assert crashing.process.returncode == 137, crashing.tail()
     worker = worker_process(settings, str(features), tmp_path, free_port())
