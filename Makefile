@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.online
 	$(BIN)/python -m bench.historical
 	$(BIN)/python -m bench.replay
+	$(BIN)/python -m bench.replica_wait
 	$(BIN)/python -m bench.restore
 
 soak: $(STAMP)

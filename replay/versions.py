@@ -219,6 +219,8 @@ class VersionRegistry:
                 continue
             for batch in _batched(self.redis.scan_iter(f"rillet:{view}:v{info.version}:e:*", count=1000), 1000):
                 self.redis.unlink(*batch)
+            for batch in _batched(self.redis.scan_iter(f"rillet:{view}:v{info.version}:epoch*", count=1000), 1000):
+                self.redis.unlink(*batch)  # one write-epoch hash per master (sinks.write_epochs)
             self.redis.delete(self.progress_key(view, info.version), events_key(view, info.version),
                               live_key(view, info.version), health_key(view, info.version),
                               history_key(view, info.version))

@@ -65,6 +65,9 @@ def _parse_request(body: Any, max_entities: int
     for key, values in entities.items():
         if not isinstance(values, list):
             raise _BadRequest(400, f"'entities.{key}' must be a list of values")
+        for i, value in enumerate(values):
+            if value is None or not isinstance(value, str | int | float):  # bool is an int: a request input may be one
+                raise _BadRequest(400, f"'entities.{key}[{i}]' is {json.dumps(value)}: give a string or a number")
         columns[key] = values
     lengths = {len(v) for v in columns.values()}
     if len(lengths) != 1:
@@ -249,8 +252,8 @@ OPENAPI: dict[str, Any] = {
                                  "example": ["payments:amount_sum_5m"]},
                     "feature_service": {"type": "string", "description": "a feature service: its features too"},
                     "entities": {"type": "object", "minProperties": 1,
-                                 "additionalProperties": {"type": "array", "items": {
-                                     "oneOf": [{"type": "string"}, {"type": "integer"}]}},
+                                 "additionalProperties": {"type": "array", "items": {  # keys, request inputs
+                                     "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}},
                                  "example": {"user_id": ["u0001", "u0002"]}},
                     "as_of": {"nullable": True,
                               "oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}]},

@@ -159,6 +159,15 @@ def test_three_views_two_topics_two_workers_a_replay_gc_and_skew(stack, tmp_path
     later_clicks = events_between(rng, split, end, 100)
     keys = sorted({(e["user_id"], e["merchant"]) for e in first_payments + later_payments})
     log = ServedLog(settings, rate=1.0)
+
+    def probes(start: int, stop: int) -> list[tuple]:
+        """Training rows: a known pair, a request amount, a time between `start` and `stop`."""
+        return [(*rng.choice(keys), round(rng.uniform(1, 50), 1), rng.randrange(start, stop)) for _ in range(60)]
+
+    def statuses(features) -> set[tuple]:
+        """`rillet status --json`: (view, version, lag, verdict) per view."""
+        lines = rillet(settings, "status", "--features", str(features), "--json").stdout.splitlines()
+        return {(s["view"], s["version"], s["lag"], s["verdict"]) for s in map(json.loads, lines)}
     workers = [worker_process(settings, str(path), tmp_path, free_port()) for _ in range(2)]  # two on one host
     try:
         with EventProducer(settings, pay) as payments, EventProducer(settings, clicks) as click_producer:
@@ -174,13 +183,10 @@ def test_three_views_two_topics_two_workers_a_replay_gc_and_skew(stack, tmp_path
         reader = FeatureReader(definitions.views, connect_redis(settings), services=definitions.services,
                                derived=definitions.derived, served_log=log)
         check_online(reader, service, oracle, keys, split)
-        probes = [(*rng.choice(keys), round(rng.uniform(1, 50), 1), rng.randrange(now - 5 * 60 * MINUTE, split))
-                  for _ in range(60)]
-        versions = check_historical(settings, path, service, oracle, tmp_path, probes, "before")
+        versions = check_historical(settings, path, service, oracle, tmp_path, probes(now - 5 * 60 * MINUTE, split),
+                                    "before")
         assert versions == {pay.name: 1, pair.name: 1, clicks.name: 1}
-        status = [json.loads(line) for line in rillet(settings, "status", "--features", str(path), "--json")
-                  .stdout.splitlines()]
-        assert {(s["view"], s["lag"], s["verdict"]) for s in status} == {(v.name, 0, "ok") for v in definitions.views}
+        assert statuses(path) == {(pay.name, 1, 0, "ok"), (pair.name, 1, 0, "ok"), (clicks.name, 1, 0, "ok")}
 
         # phase 2: pay gets a new feature and is replayed while events keep coming and readers read
         new_path = tmp_path / "features_v2.py"
@@ -234,14 +240,10 @@ def test_three_views_two_topics_two_workers_a_replay_gc_and_skew(stack, tmp_path
         check_online(reader, service, oracle, keys, end)
         assert f"{pay.name}:amount_max_10m" in reader.get_online_features([], [{"user_id": "u0", "merchant": "m0",
                                                                               "amount": 1.0}], service=service).rows[0]
-        probes = [(*rng.choice(keys), round(rng.uniform(1, 50), 1), rng.randrange(now - 5 * 60 * MINUTE, end))
-                  for _ in range(60)]
-        versions = check_historical(settings, new_path, service, oracle, tmp_path, probes, "after")
+        versions = check_historical(settings, new_path, service, oracle, tmp_path,
+                                    probes(now - 5 * 60 * MINUTE, end), "after")
         assert versions == {pay.name: 2, pair.name: 1, clicks.name: 1}
-        status = [json.loads(line) for line in rillet(settings, "status", "--features", str(new_path), "--json")
-                  .stdout.splitlines()]
-        assert {(s["view"], s["version"], s["lag"], s["verdict"]) for s in status} == \
-            {(pay.name, 2, 0, "ok"), (pair.name, 1, 0, "ok"), (clicks.name, 1, 0, "ok")}
+        assert statuses(new_path) == {(pay.name, 2, 0, "ok"), (pair.name, 1, 0, "ok"), (clicks.name, 1, 0, "ok")}
     finally:
         for worker in workers:
             worker.stop()
