@@ -161,7 +161,7 @@ def test_hostile_requests_get_a_4xx_and_the_server_keeps_serving(served):
         (json.dumps({"features": [feature], "entities": {"user_id": [str(i) for i in range(10_001)]}}).encode(),
          "application/json", 400, "at most 10000"),
         (json.dumps({"features": [feature], "entities": {"user_id": [{"nested": 1}]}}).encode(), "application/json",
-         400, "a string or an integer"),
+         400, "give a string or a number"),
     ]
     for data, content_type, status, needle in cases:
         got, reply = _raw_post(port, data, content_type)
