@@ -23,6 +23,7 @@ pyproject.toml): the worker's consumer URL is `rillet://host:port`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -130,6 +131,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
             await handler(batch)
             for message in batch:
                 self.ack(message)
+            inbound = self.app.monitor.stream_inbound_time
+            if inbound is not None:  # Faust's livelock check reads it: these partitions are being processed
+                now = time.monotonic()
+                for tp in {message.tp for message in batch}:
+                    inbound[tp] = now
             if self._commit_every is not None and self._n_acked >= self._commit_every:
                 self._n_acked = 0
                 await self.commit()
