@@ -136,6 +136,8 @@ def main() -> None:
         try:
             caught = wait_caught_up(settings, settings.worker_group, view.topic, producer.heads, timeout_s=300)
             print(f"caught up {caught:.1f}s after the producer stopped")
+            drift = max(worker_metric(p, "rillet_timer_drift_max_seconds") for p in ports)
+            print(f"worst timer drift of the running workers: {drift * 1000:.0f} ms (goal <= 200 ms)")
         finally:
             for worker in workers:
                 worker.stop()

@@ -48,6 +48,11 @@ class WorkerMetrics:
         self.replica_wait = Histogram(
             "rillet_redis_replica_wait_seconds", "A batch's write and WAIT for its replicas' acknowledgement",
             ["view"], registry=r)
+        self.timer_drift = Histogram(
+            "rillet_timer_drift_seconds", "How late a 0.5 s timer wakes: time the event loop was held",
+            registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0))
+        self.timer_drift_max = Gauge(
+            "rillet_timer_drift_max_seconds", "The latest any timer woke since the worker started", registry=r)
         self.batch_seconds = Histogram(
             "rillet_batch_seconds", "Time to process and sink one batch", ["view"], registry=r)
 

@@ -84,6 +84,11 @@ class Settings:
     state_sweep_ms: int = _setting(
         30_000, "RILLET_STATE_SWEEP_MS", "How often a worker drops window state no new event can reach"
     )
+    standby_replicas: int = _setting(
+        0, "RILLET_STANDBY_REPLICAS",
+        "Workers that keep a standby copy of each partition's state by following its changelog, so one takes "
+        "over at once when the owner dies (Faust's table_standby_replicas); each costs a copy of the state",
+    )
     redis_replica_acks: int = _setting(
         1, "RILLET_REDIS_REPLICA_ACKS",
         "Replicas of each Redis master that must acknowledge a batch's writes (WAIT) before its offsets are "

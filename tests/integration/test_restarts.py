@@ -213,12 +213,14 @@ def test_dead_letters_reach_the_topic_once_however_often_their_batch_runs(stack,
     assert_online_equals_oracle(settings, view, history + after)  # nothing after the far-future record was late
 
 
-def test_rebalances_mid_stream_lose_nothing_and_count_nothing_twice(stack, tmp_path):
+@pytest.mark.parametrize("standbys", [0, 1])
+def test_rebalances_mid_stream_lose_nothing_and_count_nothing_twice(stack, tmp_path, standbys):
     """The batch transport under rebalances: a second worker joins while events keep coming, then the
     first is SIGKILLed while it reads and the second takes its partitions, restoring their tables
-    from the changelog. Every value ends as the oracle's, and each event has one Parquet row."""
+    from the changelog (or, with a standby replica, from the copy it kept). Every value ends as the
+    oracle's, and each event has one Parquet row."""
     case = view_under_test(stack, tmp_path, FEATURES.replace("{partitions}", "4"), "rebalance",
-                           batch_size=100, batch_wait_ms=20)
+                           batch_size=100, batch_wait_ms=20, standby_replicas=standbys)
     name, view, features, settings = case.name, case.view, case.features, case.settings
     base = 1_767_225_600_000
     history = synthetic_payments(users=40, events=9000, start_ms=base, end_ms=base + 6 * 3_600_000, seed=17)
