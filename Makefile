@@ -2,23 +2,35 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+CORE := $(VENV)/.installed-core
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint check-schemas bench soak clean
+.PHONY: run test test-fast lint check-schemas bench soak clean
 
-$(STAMP): pyproject.toml
+# what the demo and the workers need: no test, browser or Dask tooling
+$(CORE): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -e .
+	@touch $(CORE)
+
+$(STAMP): $(CORE)
 	$(BIN)/python -m pip install -qq -e '.[dev]'
 	@touch $(STAMP)
 
-run: $(STAMP)
+run: $(CORE)
 	$(BIN)/rillet demo
 
 test: $(STAMP)
-	@command -v chromium >/dev/null || apt-get install -y -qq chromium >/dev/null 2>&1 || echo "chromium not installed: the console's browser test skips"
+	@command -v chromium >/dev/null || apt-get install -y -qq chromium >/dev/null 2>&1 \
+		|| (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1) \
+		|| echo "chromium not installed: the console's browser test skips"
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile  # both cores: each runs whole files, with its own embedded stack
+
+# the edit-test loop: unit and property tests, no broker or Redis (under a minute)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration" -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
