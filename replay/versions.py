@@ -29,7 +29,8 @@ from typing import Any
 
 import redis
 
-from sinks.online import events_key, health_key, history_key, live_key
+from sinks import keys
+from sinks.keys import events_key, health_key, history_key, live_key
 from streams.definitions import DEFAULT_MAX_FUTURE, Feature, FeatureView
 from streams.errors import RilletError
 from streams.kernel.windows import Lifetime, Session, Sliding, Tumbling
@@ -106,17 +107,9 @@ class VersionRegistry:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
 
-    @staticmethod
-    def versions_key(view: str) -> str:
-        return f"rillet:{{{view}}}:versions"
-
-    @staticmethod
-    def active_key(view: str) -> str:
-        return f"rillet:{{{view}}}:active"
-
-    @staticmethod
-    def progress_key(view: str, version: int) -> str:
-        return f"rillet:{view}:v{version}:progress"
+    versions_key = staticmethod(keys.versions_key)
+    active_key = staticmethod(keys.active_key)
+    progress_key = staticmethod(keys.progress_key)
 
     def list(self, view: str) -> list[VersionInfo]:
         raw = self.redis.hgetall(self.versions_key(view))
@@ -217,10 +210,10 @@ class VersionRegistry:
         for info in self.list(view):
             if info.state != RETIRED or (info.retired_ms or 0) > _now_ms() - grace_s * 1000:
                 continue
-            for batch in _batched(self.redis.scan_iter(f"rillet:{view}:v{info.version}:e:*", count=1000), 1000):
-                self.redis.unlink(*batch)
-            for batch in _batched(self.redis.scan_iter(f"rillet:{view}:v{info.version}:epoch*", count=1000), 1000):
-                self.redis.unlink(*batch)  # one write-epoch hash per master (sinks.write_epochs)
+            for what in ("e:*", "epoch*"):  # states, and one write-epoch hash per master (sinks.write_epochs)
+                pattern = keys.version_pattern(view, info.version, what)
+                for batch in _batched(self.redis.scan_iter(pattern, count=1000), 1000):
+                    self.redis.unlink(*batch)
             self.redis.delete(self.progress_key(view, info.version), events_key(view, info.version),
                               live_key(view, info.version), health_key(view, info.version),
                               history_key(view, info.version))

@@ -19,7 +19,7 @@ import time
 from itertools import pairwise
 from typing import Any
 
-from sinks.online import history_key, skew_key
+from sinks.keys import history_key, skew_key
 from streams.definitions import FeatureView
 from streams.settings import Settings
 from streams.timeutil import duration_label, format_ms

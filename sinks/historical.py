@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from sinks.offline import field_type, scan_offline, source_fields
+from sinks.offline import field_type, offline_dir, scan_offline, source_fields, stored_versions
 from sinks.reads import resolve_features
 from streams.definitions import FeatureView
 from streams.derived import REQUEST_PREFIX, DerivedFeature
@@ -100,11 +100,7 @@ class OfflineReader:
         return stored[0] if stored else 1
 
     def _stored(self, view_name: str) -> list[int]:
-        base = self.root / f"view={view_name}"
-        if not base.is_dir():
-            return []
-        return sorted(int(p.name.removeprefix("version=")) for p in base.glob("version=*")
-                      if p.name.removeprefix("version=").isdigit())
+        return stored_versions(self.root, view_name)
 
     def _known(self, view_name: str, registry: Any) -> list[int]:
         return [v.version for v in registry.list(view_name)] if registry else self._stored(view_name)
@@ -228,7 +224,7 @@ class OfflineReader:
         import pyarrow.dataset as ds
 
         version = version if version is not None else self.version_of(view_name)
-        base = self.root / f"view={view_name}" / f"version={version}"
+        base = offline_dir(self.root, view_name, version)
         if not base.is_dir():
             return []
         return sorted(ds.dataset(base, format="parquet", partitioning="hive").files)

@@ -39,8 +39,17 @@ from sinks.records import EventRows
 from streams.definitions import FeatureView
 from streams.timeutil import utc_from_ms
 
-__all__ = ["OfflineStore", "event_log_schema", "field_type", "publish", "read_offline", "scan_offline",
-           "source_fields"]
+__all__ = [
+    "OfflineStore",
+    "event_log_schema",
+    "field_type",
+    "offline_dir",
+    "publish",
+    "read_offline",
+    "scan_offline",
+    "source_fields",
+    "stored_versions",
+]
 
 _AVRO_TO_ARROW = {
     "int": pa.int64(), "long": pa.int64(), "float": pa.float64(), "double": pa.float64(),
@@ -79,6 +88,19 @@ def event_log_schema(view: FeatureView) -> pa.Schema:
     return pa.schema(columns)
 
 
+def offline_dir(root: str | Path, view: str, version: int | None = None) -> Path:
+    """The one place an offline path is built: `{root}/view={view}` (all versions) or `.../version={n}`."""
+    base = Path(root) / f"view={view}"
+    return base if version is None else base / f"version={version}"
+
+
+def stored_versions(root: str | Path, view: str) -> list[int]:
+    """The versions of `view` that have a folder in the offline store, oldest first."""
+    base = offline_dir(root, view)
+    found = [p.name.removeprefix("version=") for p in base.glob("version=*")] if base.is_dir() else []
+    return sorted(int(v) for v in found if v.isdigit())
+
+
 class OfflineStore:
     """Writes batches of logged events as atomically published Parquet files."""
 
@@ -87,7 +109,7 @@ class OfflineStore:
         self.view = view
         self.version = version
         self.schema = event_log_schema(view)
-        self.base = self.root / f"view={view.name}" / f"version={version}"
+        self.base = offline_dir(self.root, view.name, version)
 
     def write(self, rows: EventRows) -> list[Path]:
         """Write rows, one file per (event date, source partition), named by the batch's offset range."""
@@ -165,7 +187,7 @@ def read_offline(root: str | Path, view: str, version: int = 1, columns: list[st
 
 def scan_offline(root: str | Path, view: str, version: int = 1, columns: list[str] | None = None) -> pa.Table:
     """The raw rows of a view version's files, in no particular order (an empty table when none)."""
-    base = Path(root) / f"view={view}" / f"version={version}"
+    base = offline_dir(root, view, version)
     files = sorted(str(p) for p in base.glob("date=*/part-*.parquet")) if base.exists() else []
     if not files:
         return pa.table({})

@@ -1,6 +1,6 @@
 """The Redis online store: one key per (view, version, entity) holding its window state.
 
-Key layout: `rillet:{view}:v{version}:e:{entity}` -> the engine's state bytes
+Key layout (sinks.keys): `rillet:{view}:v{version}:e:{entity}` -> the engine's state bytes
 (msgpack). Reads evaluate that state with the same engine `as_of` now or at an
 explicit time, so the online value is the contract's value by construction.
 Writes are whole states, never increments: writing the same state twice is
@@ -18,50 +18,16 @@ from typing import Any
 
 import redis.asyncio as aredis
 
+from sinks.keys import epoch_key, events_key, live_key, online_key
 from sinks.records import StateWrite
 from sinks.redis_client import REDIS_DOWN
 from sinks.write_epochs import EPOCH_CAS, ReplicasBehindError, masters, replica_count
 from streams.definitions import FeatureView
 from streams.kernel.watermark import PartitionProgress
 
-__all__ = ["OnlineStore", "aggregated_counts", "epoch_key", "events_key", "health_key", "history_key", "live_key",
-           "online_key", "skew_key"]
+__all__ = ["OnlineStore", "aggregated_counts"]
 
 log = logging.getLogger("rillet.online")
-
-
-def online_key(view: str, version: int, entity: str) -> str:
-    return f"rillet:{view}:v{version}:e:{entity}"
-
-
-def events_key(view: str, version: int) -> str:
-    return f"rillet:{view}:v{version}:events"
-
-
-def live_key(view: str, version: int) -> str:
-    return f"rillet:{view}:v{version}:live"
-
-
-def epoch_key(view: str, version: int, tag: str = "") -> str:
-    """Hash: source partition -> the last source offset whose states this master holds (sinks.write_epochs);
-    on a cluster, `tag` is a hash tag of a slot the master serves, so the key lives there."""
-    return f"rillet:{view}:v{version}:epoch" + (f":{{{tag}}}" if tag else "")
-
-
-def health_key(view: str, version: int) -> str:
-    """Hash: source partition -> the worker's last health report on it (JSON; `rillet status` reads it)."""
-    return f"rillet:{view}:v{version}:health"
-
-
-def history_key(view: str, version: int) -> str:
-    """Stream: each worker's progress every 10 s (per partition: events aggregated, lag), for the console's
-    charts; trimmed to about a day."""
-    return f"rillet:{view}:v{version}:history"
-
-
-def skew_key(view: str) -> str:
-    """String: the latest `rillet skew` report of a view (JSON), for the console."""
-    return f"rillet:{view}:skew"
 
 
 def aggregated_counts(progress: Iterable[tuple[int, PartitionProgress]]) -> dict[str, int]:

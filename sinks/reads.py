@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.asyncio as aredis
 
-from sinks.online import online_key
+from sinks.keys import STATE_INFIX, online_key, state_prefix
 from sinks.redis_client import is_cluster, mget
 from streams.definitions import FeatureView
 from streams.derived import REQUEST_PREFIX, DerivedFeature
@@ -99,15 +99,16 @@ class ReadPlan:
         return [ref for ref in refs if ref not in hidden] + [d.name for d in self.derived]
 
 
-# KEYS[1]: the view's active pointer; ARGV[1]: the key prefix up to the version; ARGV[2..]: entities.
-# Returns {version, {state or false, ...}}; MGET runs in slices (Lua's unpack has a stack limit).
+# KEYS[1]: the view's active pointer; ARGV[1], ARGV[2]: a state key's text before and after the version
+# (sinks.keys); ARGV[3..]: entities. Returns {version, {state or false, ...}}; MGET runs in slices (Lua's
+# unpack has a stack limit).
 _READ_ACTIVE = """
 local v = redis.call('GET', KEYS[1]) or '1'
 local out = {}
-local n = #ARGV - 1
-for first = 2, #ARGV, 4000 do
+local n = #ARGV - 2
+for first = 3, #ARGV, 4000 do
   local keys = {}
-  for i = first, math.min(first + 3999, #ARGV) do keys[#keys + 1] = ARGV[1] .. v .. ':e:' .. ARGV[i] end
+  for i = first, math.min(first + 3999, #ARGV) do keys[#keys + 1] = ARGV[1] .. v .. ARGV[2] .. ARGV[i] end
   local got = redis.call('MGET', unpack(keys))
   for i = 1, #keys do out[#out + 1] = got[i] end
 end
@@ -198,7 +199,7 @@ class FeatureReader:
     def _script_args(self, view_name: str, entities: list[str]) -> tuple[list[str], list[str]]:
         from replay.versions import VersionRegistry
 
-        return [VersionRegistry.active_key(view_name)], [f"rillet:{view_name}:v", *entities]
+        return [VersionRegistry.active_key(view_name)], [state_prefix(view_name), STATE_INFIX, *entities]
 
     def fetch(self, plan: ReadPlan) -> Fetched:
         """The states of the plan's entities, each view's from one version: one round trip (two on a

@@ -582,6 +582,7 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
     import shutil
 
     from replay.versions import VersionRegistry
+    from sinks.offline import offline_dir
     from sinks.redis_client import connect_redis
     from streams.status import topic_heads, version_lag
 
@@ -591,7 +592,7 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "gc":
             removed = registry.gc(view.name, grace_s=args.grace)
             for version in removed:
-                shutil.rmtree(settings.offline_root / f"view={view.name}" / f"version={version}", ignore_errors=True)
+                shutil.rmtree(offline_dir(settings.offline_root, view.name, version), ignore_errors=True)
             print(json.dumps({"view": view.name, "removed": removed}))
             continue
         listed = registry.list(view.name)
@@ -622,7 +623,7 @@ def cmd_skew(args: argparse.Namespace, settings: Settings) -> int:
     if args.prometheus:
         Path(args.prometheus).write_text(prometheus_text(report))
     if served:
-        from sinks.online import skew_key
+        from sinks.keys import skew_key
         from sinks.redis_client import connect_redis
 
         connect_redis(settings).set(skew_key(view.name), json.dumps({**report.to_dict(), "since_ms": args.since,

@@ -50,7 +50,7 @@ class ViewStatus:
 def view_status(settings: Settings, view: FeatureView, registry: Any, heads: dict[int, int],
                 lag: int | None, now_ms: int | None = None) -> ViewStatus:
     """One view's status from Redis (versions, health reports) and the broker (dead letters)."""
-    from sinks.online import health_key
+    from sinks.keys import health_key
     from streams.dead_letters import dead_letters_since
 
     now_ms = now_ms or int(time.time() * 1000)
@@ -103,7 +103,7 @@ def stalled_partitions(reports: dict[int, dict], heads: dict[int, int], now_ms: 
 
 def reported_lag(registry: Any, view: str, version: int, heads: dict[int, int]) -> int | None:
     """Records past the version's own progress, from its workers' live health reports (None without them)."""
-    from sinks.online import health_key
+    from sinks.keys import health_key
 
     now_ms = int(time.time() * 1000)
     reports = [json.loads(raw) | {"partition": int(p)}

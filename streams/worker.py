@@ -30,8 +30,9 @@ from faust.types import Message
 from replay.versions import live_group
 from schemas.codec import EventDecoder
 from schemas.store import SchemaStore
+from sinks.keys import health_key, history_key
 from sinks.offline import OfflineStore
-from sinks.online import OnlineStore, health_key, history_key
+from sinks.online import OnlineStore
 from sinks.records import StateWrite
 from sinks.redis_client import REDIS_DOWN, connect_redis_async, mget
 from streams import batch_transport, faults

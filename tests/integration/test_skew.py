@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from sinks.online import online_key
+from sinks.keys import online_key
 from sinks.reads import FeatureReader
 from sinks.redis_client import connect_redis
 from sinks.served_log import ServedLog
