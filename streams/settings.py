@@ -84,6 +84,11 @@ class Settings:
     state_sweep_ms: int = _setting(
         30_000, "RILLET_STATE_SWEEP_MS", "How often a worker drops window state no new event can reach"
     )
+    state_store: str = _setting(
+        "rocksdb", "RILLET_STATE_STORE",
+        "Where a worker keeps its state tables: `rocksdb` (on local disk under RILLET_STATE_DIR, so a restart "
+        "reads only the changelog written since) or `memory` (rebuilt from the changelog at every start)",
+    )
     standby_replicas: int = _setting(
         0, "RILLET_STANDBY_REPLICAS",
         "Workers that keep a standby copy of each partition's state by following its changelog, so one takes "
@@ -145,6 +150,10 @@ class Settings:
             )
         if not 0.0 <= self.served_log_rate <= 1.0:
             raise ConfigError(f"RILLET_SERVED_LOG_RATE={self.served_log_rate}: a share of reads, from 0 to 1")
+        if self.state_store not in ("rocksdb", "memory"):
+            raise ConfigError(f"RILLET_STATE_STORE={self.state_store!r}: use 'rocksdb' or 'memory'")
+        if self.standby_replicas < 0 or self.redis_replica_acks < 0:
+            raise ConfigError("RILLET_STANDBY_REPLICAS and RILLET_REDIS_REPLICA_ACKS must be 0 or more")
         if self.partitions < 1:
             raise ConfigError(f"RILLET_PARTITIONS={self.partitions}: must be at least 1")
         if self.batch_size < 1:

@@ -74,6 +74,17 @@ class _StateTable(faust.Table):
         return f"{self._changelog_prefix}-{self.name}-changelog"
 
 
+def _put(data: Any, partition: int, key: bytes, value: bytes) -> None:
+    """Set a table key in its source partition's store. Faust's RocksDB store takes the partition from the
+    current stream event, and a batch handler has none: write to that partition's database directly."""
+    db_for = getattr(data, "_db_for_partition", None)
+    if db_for is None:  # the in-memory store: a dict
+        data[key] = value
+        return
+    db_for(partition).put(key, value)
+    data._key_index[key] = partition  # noqa: SLF001 - as the store's own _set keeps it
+
+
 def _log_json(level: int, **fields: Any) -> None:
     log.log(level, json.dumps(fields, default=str))
 
@@ -388,14 +399,14 @@ class ViewAgent:
         for write in writes:
             partition = result.states[write.entity][0]
             key = write.entity.encode()
-            data[key] = write.state
+            _put(data, partition, key, write.state)
             self.table.send_changelog(partition, key, write.state)
             if self._latest is not None:
                 self._latest[key] = (partition, write.latest_ms)
         for partition, entry in self.watermarks.items():
             key, value = self.watermarks.key(partition), self.watermarks.encode(entry)
             if data.get(key) != value:
-                data[key] = value
+                _put(data, partition, key, value)
                 self.table.send_changelog(partition, key, value)
 
     def forget(self) -> None:
@@ -556,7 +567,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
         live_group(settings.worker_group, versions),
         broker=brokers,
         broker_consumer=consumers,  # the batch transport: view topics arrive a fetch at a time
-        store="memory://",
+        store="rocksdb://" if settings.state_store == "rocksdb" else "memory://",
         autodiscover=False,
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
