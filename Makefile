@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.replay
 	$(BIN)/python -m bench.replica_wait
 	$(BIN)/python -m bench.restore
+	$(BIN)/python -m bench.restart
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
