@@ -12,7 +12,7 @@ the same per-partition and per-entity offsets the worker uses.
 
 When every partition has reached the head, the replay hands its offsets to
 the new version's live consumer group and switches the active pointer
-(`replay.versions`). With `--until` it stops at that event time and does not
+(`sinks.versions`). With `--until` it stops at that event time and does not
 switch: a backfill for training data. Dead letters are only counted: the live
 worker already sent each one to the DLQ.
 """
@@ -26,12 +26,12 @@ from collections import Counter, namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from replay.versions import VersionInfo, VersionRegistry, live_group
 from schemas.codec import EventDecoder
 from schemas.store import open_schema_store
 from sinks.offline import OfflineStore
 from sinks.online import OnlineStore, aggregated_counts
 from sinks.redis_client import connect_redis
+from sinks.versions import VersionInfo, VersionRegistry, live_group
 from streams import faults
 from streams.definitions import FeatureView
 from streams.errors import EventDecodeError, RilletError

@@ -41,7 +41,7 @@ class Console:
         """Everything the page shows, as plain data (blocking: run it off the event loop)."""
         from dataclasses import asdict
 
-        from replay.versions import VersionRegistry
+        from sinks.versions import VersionRegistry
         from streams.dead_letters import latest_dead_letters
         from streams.status import topic_heads, version_lag, view_status
 

@@ -66,7 +66,7 @@ def join_partition(view: FeatureView, names: list[str], rows: pa.Table, *pieces:
                    ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Stage 2: one partition's rows (`entity`, `t_ms`, `row`) against its events; returns the row
     numbers and each feature's (values, present) in that order."""
-    from sinks.historical import empty_log, evaluate_rows
+    from sinks.join_rows import empty_log, evaluate_rows
 
     present = [p for p in pieces if p is not None]
     table = pa.concat_tables(present) if present else empty_log(view)

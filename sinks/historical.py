@@ -17,18 +17,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from sinks.offline import field_type, offline_dir, scan_offline, source_fields, stored_versions
+from sinks.join_rows import empty_log, evaluate_rows, output_column
+from sinks.offline import TIMESTAMP_TYPE, offline_dir, scan_offline, source_fields, stored_versions
 from sinks.reads import resolve_features
 from streams.definitions import FeatureView
 from streams.derived import REQUEST_PREFIX, DerivedFeature
 from streams.entity_keys import key_column
 from streams.errors import ConfigError, UnknownFeatureError
-from streams.kernel.catalog import get_aggregation
 from streams.kernel.engine import ViewEngine
-from streams.kernel.point_in_time import EventLog, epoch_ms, evaluate_at
+from streams.kernel.point_in_time import EventLog, epoch_ms
 from streams.services import FeatureService, find_service, select
 from streams.timeutil import iso_to_ms
 
@@ -37,7 +36,6 @@ __all__ = ["TIMESTAMP_COLUMN", "VERSIONS_METADATA", "OfflineReader", "empty_log"
 
 TIMESTAMP_COLUMN = "event_timestamp"
 VERSIONS_METADATA = b"rillet.versions"  # schema metadata of a joined table: JSON {view: version read}
-_TS = pa.timestamp("ms", tz="UTC")
 _LOG_COLUMNS = ["entity", "event_timestamp", "partition", "offset"]
 
 Progress = Callable[[int, int], None]
@@ -78,7 +76,7 @@ class OfflineReader:
             UnknownFeatureError: a named version that does not exist (never built, or removed by gc).
             ConfigError: no Redis client and several versions in the offline store.
         """
-        from replay.versions import VersionRegistry
+        from sinks.versions import VersionRegistry
 
         registry = VersionRegistry(self.client) if self.client is not None else None
         named = pinned or self.version
@@ -193,7 +191,7 @@ class OfflineReader:
                 found = dask_evaluate_rows(cluster, view, self.offline_files(view_name, version), keys, t_ms,
                                            names, partitions=partitions, on_chunk=advance)
             for name in names:
-                column = _column(view, engine, name, found[name])
+                column = output_column(view, engine, name, found[name])
                 inputs[f"{view_name}:{name}"] = column
                 if name not in shown.get(view_name, []):
                     continue  # read only as a derived feature's input
@@ -228,35 +226,6 @@ class OfflineReader:
         if not base.is_dir():
             return []
         return sorted(ds.dataset(base, format="parquet", partitioning="hive").files)
-
-
-def evaluate_rows(view: FeatureView, log: EventLog, entities: pa.Array | pa.ChunkedArray, t_ms: np.ndarray,
-                  names: list[str], *, chunk_rows: int = 250_000,
-                  on_chunk: Callable[[int], None] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each feature's (values, present) at each row's time, in the rows' order, from `log`.
-
-    `log` must hold every event of the rows' entities (it may hold others): the whole
-    view's log in process, or one partition's share of it on a Dask worker. Free of
-    any distribution engine, so any of them can run it per partition.
-    """
-    engine = ViewEngine(view)
-    codes = log.codes_of(entities)
-    order = np.lexsort((t_ms, codes))
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in names}
-    for lo in range(0, len(order), chunk_rows):
-        chunk = order[lo:lo + chunk_rows]
-        for name, pair in evaluate_at(engine, log, codes[chunk], t_ms[chunk], names).items():
-            parts[name].append(pair)
-        if on_chunk:
-            on_chunk(len(chunk))
-    back = np.empty_like(order)
-    back[order] = np.arange(len(order))
-    out = {}
-    for name in names:
-        values = np.concatenate([v for v, _ in parts[name]])[back] if parts[name] else np.array([])
-        present = np.concatenate([p for _, p in parts[name]])[back] if parts[name] else np.array([], dtype=bool)
-        out[name] = (values, present)
-    return out
 
 
 def online_form(value: Any) -> Any:
@@ -296,7 +265,8 @@ def read_entity_file(path: str | Path) -> pa.Table:
             if TIMESTAMP_COLUMN in table.column_names:
                 index = table.column_names.index(TIMESTAMP_COLUMN)
                 parsed = _parse_times(table[TIMESTAMP_COLUMN].to_pylist(), source)
-                table = table.set_column(index, TIMESTAMP_COLUMN, pa.array(parsed, pa.int64()).cast(_TS))
+                stamps = pa.array(parsed, pa.int64()).cast(TIMESTAMP_TYPE)
+                table = table.set_column(index, TIMESTAMP_COLUMN, stamps)
             return table
     except (pa.ArrowInvalid, OSError) as exc:
         raise ConfigError(f"entity file {str(source)!r} cannot be read: {exc}") from None
@@ -327,37 +297,3 @@ def _as_arrow(entity_df: Any) -> tuple[pa.Table, bool]:
     raise ConfigError(f"entity_df must be a pyarrow Table or a pandas DataFrame, not {type(entity_df).__name__}")
 
 
-def _column(view: FeatureView, engine: ViewEngine, name: str, found: tuple[np.ndarray, np.ndarray]) -> pa.Array:
-    """One output column, null where absent, typed from the definition."""
-    values, present = found
-    kind = _value_type(view, engine, name)
-    if not present.any():  # nothing known of these entities (an empty store): nulls of the feature's type
-        return pa.nulls(len(present), type=kind)
-    if pa.types.is_timestamp(kind):
-        return pa.array(values.astype(np.int64), type=pa.int64(), mask=~present).cast(kind)
-    if pa.types.is_integer(kind) and values.dtype.kind == "f":
-        values = np.where(present, values, 0).astype(np.int64)
-    if pa.types.is_list(kind):  # last_k, first_k, top_k: Python lists per row (top_k's pairs as structs)
-        pairs = pa.types.is_struct(kind.value_type)
-        rows = [(([{"value": v, "count": n} for v, n in row] if pairs else row) if p else None)
-                for row, p in zip(values.tolist(), present.tolist(), strict=True)]
-        return pa.array(rows, type=kind)
-    return pa.array(values, type=kind, mask=~present, from_pandas=False)
-
-
-def _value_type(view: FeatureView, engine: ViewEngine, name: str) -> pa.DataType:
-    if name in engine.session_columns:
-        return pa.bool_() if name.endswith("_active") else _TS
-    feature = next(f for f in view.features if f.name == name)
-    return get_aggregation(feature.aggregation).output_type(
-        field_type(view, feature.field) if feature.field is not None else pa.int64())
-
-
-def empty_log(view: FeatureView) -> pa.Table:
-    """A view's event log with no events, typed as the offline store types it."""
-    return pa.table({name: pa.array([], type) for name, type in _empty_log_types(view)})
-
-
-def _empty_log_types(view: FeatureView) -> list[tuple[str, pa.DataType]]:
-    return [("entity", pa.string()), ("event_timestamp", _TS), ("partition", pa.int32()), ("offset", pa.int64())] + \
-        [(f, field_type(view, f)) for f in source_fields(view)]

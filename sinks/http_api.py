@@ -25,8 +25,9 @@ import redis.asyncio as aredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from sinks.reads import FeatureReader, value_status
+from sinks.reads import FeatureReader
 from sinks.redis_client import REDIS_DOWN
+from sinks.statuses import value_status
 from streams.entity_keys import row_from_text
 from streams.errors import RequestInputError, UnknownFeatureError
 from streams.http_body import BodyError, read_json_body

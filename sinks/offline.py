@@ -55,7 +55,8 @@ _AVRO_TO_ARROW = {
     "int": pa.int64(), "long": pa.int64(), "float": pa.float64(), "double": pa.float64(),
     "string": pa.string(), "boolean": pa.bool_(),
 }
-_TS = pa.timestamp("ms", tz="UTC")
+#: how every event time is typed in Parquet and in the join's output
+TIMESTAMP_TYPE = pa.timestamp("ms", tz="UTC")
 _DAY_MS = 86_400_000
 
 
@@ -79,8 +80,8 @@ def event_log_schema(view: FeatureView) -> pa.Schema:
     """The Arrow schema of a view's offline rows."""
     columns = [
         pa.field("entity", pa.string(), nullable=False),
-        pa.field("event_timestamp", _TS, nullable=False),
-        pa.field("created_timestamp", _TS, nullable=False),
+        pa.field("event_timestamp", TIMESTAMP_TYPE, nullable=False),
+        pa.field("created_timestamp", TIMESTAMP_TYPE, nullable=False),
         pa.field("partition", pa.int32(), nullable=False),
         pa.field("offset", pa.int64(), nullable=False),
     ]
@@ -143,8 +144,8 @@ class OfflineStore:
     def _to_table(self, rows: EventRows) -> pa.Table:
         columns = [
             pa.array(rows.entity, type=pa.string()),
-            pa.array(rows.event_ms, type=pa.int64()).cast(_TS),
-            pa.array(rows.created_ms, type=pa.int64()).cast(_TS),
+            pa.array(rows.event_ms, type=pa.int64()).cast(TIMESTAMP_TYPE),
+            pa.array(rows.created_ms, type=pa.int64()).cast(TIMESTAMP_TYPE),
             pa.array(rows.partition, type=pa.int64()).cast(pa.int32()),
             pa.array(rows.offset, type=pa.int64()),
         ]

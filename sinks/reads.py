@@ -4,7 +4,7 @@ Values come from the stored window state evaluated `as_of` now (or an explicit
 time at or after the entity's latest event), so a sliding window decays
 between events exactly as semantics.md says.
 
-Reads follow each view's active-version pointer (replay.versions): on one
+Reads follow each view's active-version pointer (sinks.versions): on one
 server, one Lua script per view reads the pointer and that version's keys
 together; on a Redis Cluster, where the states spread over slots no script can
 span, the pointers first and then that version's states (the retired version's
@@ -25,6 +25,7 @@ import redis.asyncio as aredis
 
 from sinks.keys import STATE_INFIX, online_key, state_prefix
 from sinks.redis_client import is_cluster, mget
+from sinks.statuses import entity_status, status_of_value, value_status
 from streams.definitions import FeatureView
 from streams.derived import REQUEST_PREFIX, DerivedFeature
 from streams.entity_keys import composite_key
@@ -188,7 +189,7 @@ class FeatureReader:
 
     def _check_version(self, view_name: str, version: int) -> None:
         """A version a reference names must exist (gc removes retired ones): an error, never nulls."""
-        from replay.versions import VersionRegistry
+        from sinks.versions import VersionRegistry
 
         if (view_name, version) in self._version_engines:
             return
@@ -197,7 +198,7 @@ class FeatureReader:
                                       f"rillet versions gc); rillet versions --view {view_name} lists them")
 
     def _script_args(self, view_name: str, entities: list[str]) -> tuple[list[str], list[str]]:
-        from replay.versions import VersionRegistry
+        from sinks.versions import VersionRegistry
 
         return [VersionRegistry.active_key(view_name)], [state_prefix(view_name), STATE_INFIX, *entities]
 
@@ -240,7 +241,7 @@ class FeatureReader:
 
     @staticmethod
     def _pointer_keys(plan: ReadPlan) -> list[str]:
-        from replay.versions import VersionRegistry
+        from sinks.versions import VersionRegistry
 
         return [VersionRegistry.active_key(view) for view, _ in plan.keys]
 
@@ -256,7 +257,7 @@ class FeatureReader:
         """The engine that evaluates a version's states: this reader's, or the one the version was built with."""
         engine = self._version_engines.get((view_name, version))
         if engine is None:
-            from replay.versions import VersionRegistry, view_from_spec
+            from sinks.versions import VersionRegistry, view_from_spec
 
             info = VersionRegistry(self.redis).get(view_name, version)
             mine = self.engines[view_name]
@@ -341,23 +342,6 @@ def _add_derived(plan: ReadPlan, response: OnlineResponse) -> None:
         for row, stamps in zip(rows, response.event_timestamps, strict=True):
             row.pop(ref, None)
             stamps.pop(ref, None)
-
-
-def entity_status(stamp: int | None, known: bool) -> str:
-    """An entity's status, as Feast names them: unknown, past its ttl, or present."""
-    if not known:
-        return "NOT_FOUND"
-    return "OUTSIDE_MAX_AGE" if stamp is None else "PRESENT"
-
-
-def status_of_value(status: str, value: Any) -> str:
-    """A value's status from its entity's: a null of a present entity is NULL_VALUE."""
-    return "NULL_VALUE" if status == "PRESENT" and value is None else status
-
-
-def value_status(value: Any, stamp: int | None, known: bool) -> str:
-    """A value's status, as Feast names them: the entity unknown, past its ttl, a null, or a value."""
-    return status_of_value(entity_status(stamp, known), value)
 
 
 def _state_keys(view: str, version: int, entities: list[str]) -> list[str]:

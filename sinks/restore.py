@@ -16,9 +16,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from replay.versions import VersionRegistry
 from sinks.online import OnlineStore, aggregated_counts
 from sinks.redis_client import connect_redis, connect_redis_async
+from sinks.versions import VersionRegistry
 from streams.definitions import FeatureView
 from streams.errors import RilletError
 from streams.kafka_log import client_config

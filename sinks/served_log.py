@@ -31,7 +31,7 @@ import fastavro
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from sinks.reads import status_of_value
+from sinks.statuses import status_of_value
 from streams.kafka_log import client_config
 from streams.settings import Settings
 

@@ -409,8 +409,9 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.reads import FeatureReader, value_status
+    from sinks.reads import FeatureReader
     from sinks.redis_client import connect_redis
+    from sinks.statuses import value_status
     from streams.entity_keys import row_from_text
 
     definitions = _definitions(args, settings)
@@ -581,9 +582,9 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
     import shutil
 
-    from replay.versions import VersionRegistry
     from sinks.offline import offline_dir
     from sinks.redis_client import connect_redis
+    from sinks.versions import VersionRegistry
     from streams.status import topic_heads, version_lag
 
     views = [_view(_views(args, settings), args.view)] if args.view else _views(args, settings)
@@ -644,8 +645,8 @@ def cmd_land_served(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from replay.versions import VersionRegistry
     from sinks.redis_client import connect_redis
+    from sinks.versions import VersionRegistry
     from streams.status import render, topic_heads, version_lag, view_status
 
     views = [_view(_views(args, settings), args.view)] if args.view else _views(args, settings)

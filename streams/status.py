@@ -159,7 +159,7 @@ def topic_heads(settings: Settings, topic: str) -> dict[int, int]:
 def version_lag(settings: Settings, registry: Any, view: Any, info: Any, heads: dict[int, int]) -> int | None:
     """Records not yet in the version: past its workers' progress (or its live group's commits, with no worker
     reporting) when active, past the replay's progress while building."""
-    from replay.versions import live_group
+    from sinks.versions import live_group
     from streams.lag import committed_offsets
 
     if info.state == "retired" or not heads:

@@ -27,7 +27,6 @@ import redis
 from faust.sensors import Monitor
 from faust.types import Message
 
-from replay.versions import live_group
 from schemas.codec import EventDecoder
 from schemas.store import SchemaStore
 from sinks.keys import health_key, history_key
@@ -35,6 +34,7 @@ from sinks.offline import OfflineStore
 from sinks.online import OnlineStore
 from sinks.records import StateWrite
 from sinks.redis_client import REDIS_DOWN, connect_redis_async, mget
+from sinks.versions import live_group
 from streams import batch_transport, faults
 from streams.dead_letters import DeadLetterLog
 from streams.definitions import FeatureView
@@ -62,7 +62,7 @@ class _StateTable(faust.Table):
     alone: `{RILLET_WORKER_GROUP}-{view}-v{n}-state-changelog`.
 
     Faust names a changelog after the app id, and the app id (the consumer group) changes when another
-    view of the same workers is replayed (replay.versions.live_group): a view untouched by that replay
+    view of the same workers is replayed (sinks.versions.live_group): a view untouched by that replay
     would then start from an empty changelog, its states and progress lost to the worker.
     """
 
@@ -186,7 +186,7 @@ class ViewAgent:
         the other views of its definitions file would do so in a consumer group the
         new-definition workers have left, and both would write those views' states and rows.
         """
-        from replay.versions import VersionRegistry
+        from sinks.versions import VersionRegistry
 
         peers = self.peers or [self]
         try:
@@ -221,7 +221,7 @@ class ViewAgent:
     async def load_handover(self) -> None:
         """A replayed version's progress per partition (watermark, last offset, count), read once, before
         anything judges a record: where the table has no progress yet, this is where the replay ended."""
-        from replay.versions import VersionRegistry
+        from sinks.versions import VersionRegistry
 
         if self._handover_loaded:
             return
@@ -286,8 +286,8 @@ class ViewAgent:
         return len(states)
 
     def _recreate_version_record(self) -> None:
-        from replay.versions import VersionRegistry
         from sinks.redis_client import connect_redis
+        from sinks.versions import VersionRegistry
 
         client = connect_redis(self.settings)
         try:
@@ -537,8 +537,8 @@ def resolve_versions(settings: Settings, views: list[FeatureView]) -> dict[str, 
 
     Raises VersionMismatchError (saying to replay) otherwise.
     """
-    from replay.versions import VersionRegistry
     from sinks.redis_client import connect_redis
+    from sinks.versions import VersionRegistry
 
     registry = VersionRegistry(connect_redis(settings))
     out = {}

@@ -16,9 +16,9 @@ import sys
 
 import pytest
 
-from replay.versions import VersionRegistry
 from sinks.offline import read_offline
 from sinks.redis_client import connect_redis
+from sinks.versions import VersionRegistry
 from streams.demo import synthetic_payments, worker_process
 from streams.lag import committed_offsets, wait_caught_up
 from streams.probe import worker_metric

@@ -20,9 +20,9 @@ import threading
 import pyarrow.parquet as pq
 import pytest
 
-from replay.versions import VersionRegistry
 from sinks.reads import FeatureReader
 from sinks.redis_client import connect_redis
+from sinks.versions import VersionRegistry
 from streams.definitions import load_views
 from streams.demo import synthetic_payments, worker_process
 from streams.lag import wait_caught_up
