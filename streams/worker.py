@@ -274,8 +274,11 @@ class ViewAgent:
             return 0
         started, wanted = time.perf_counter(), set(missing)
         await asyncio.to_thread(self._recreate_version_record)  # lost with the states, if Redis lost everything
-        states = [(key.decode(), blob) for key, blob in list(self.table.data.items())
-                  if not key.startswith(PROGRESS_KEY_PREFIX) and self.engine.decode(blob).partition in wanted]
+        def held() -> list[tuple[str, bytes]]:  # every state decoded: off the event loop
+            return [(key.decode(), blob) for key, blob in list(self.table.data.items())
+                    if not key.startswith(PROGRESS_KEY_PREFIX) and self.engine.decode(blob).partition in wanted]
+
+        states = await asyncio.to_thread(held)
         await self.online.restore(self.redis, states, missing, epochs={p: stored[p] for p in missing})
         if not states:  # a first start, or nothing held: only the markers were missing
             return 0
@@ -344,7 +347,7 @@ class ViewAgent:
             faults.hit("after_dead_letters")  # crash tests: dead letters acknowledged, changelog not yet
         self._store_in_table(result, writes)
         if time.monotonic() - self._last_sweep >= self.settings.state_sweep_ms / 1000:
-            self.expire_states()
+            await self.expire_states()
         for gap in gaps:  # read and handled here, so Faust may commit past them
             for offset in range(gap.start, gap.end):
                 self.app.consumer.ack(Message(gap.topic, gap.partition, offset, 0.0, 0, None, None, None, None))
@@ -416,24 +419,30 @@ class ViewAgent:
         self._offline_seen.clear()
         self._dlq_seen.clear()
 
-    def expire_states(self) -> int:
-        """Drop (with a changelog tombstone) entity states the engine says no new event can reach."""
+    async def expire_states(self) -> int:
+        """Drop (with a changelog tombstone) entity states the engine says no new event can reach. Finding
+        them reads every state (decoding them all the first time): off the event loop, between batches."""
         self._last_sweep = time.monotonic()
         data = self.table.data
-        if self._latest is None:
-            self._latest = {}
-            for key, blob in list(data.items()):
-                if not key.startswith(PROGRESS_KEY_PREFIX):
-                    state = self.engine.decode(blob)
-                    self._latest[key] = (state.partition, state.latest_ms)
+
+        def droppable() -> list[tuple[bytes, int]]:
+            if self._latest is None:
+                latest = {}
+                for key, blob in list(data.items()):
+                    if not key.startswith(PROGRESS_KEY_PREFIX):
+                        state = self.engine.decode(blob)
+                        latest[key] = (state.partition, state.latest_ms)
+                self._latest = latest
+            return [(key, partition) for key, (partition, latest_ms) in list(self._latest.items())
+                    if self.engine.droppable(latest_ms, self.watermarks.get(partition))]
+
         dropped = 0
-        for key, (partition, latest_ms) in list(self._latest.items()):
-            if self.engine.droppable(latest_ms, self.watermarks.get(partition)):
-                del self._latest[key]
-                if key in data:
-                    del data[key]
-                    self.table.send_changelog(partition, key, None)
-                    dropped += 1
+        for key, partition in await asyncio.to_thread(droppable):
+            del self._latest[key]
+            if key in data:
+                del data[key]
+                self.table.send_changelog(partition, key, None)
+                dropped += 1
         self.metrics.expired.labels(self.view.name).inc(dropped)
         return dropped
 
@@ -638,14 +647,16 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     async def commit_handled_offsets() -> None:
         await _commit_handled(app, agents)
 
-    woke = {"at": time.monotonic(), "worst": 0.0}
+    woke: dict[str, float | None] = {"at": None, "worst": 0.0}  # from the first tick: start-up is not drift
 
     @app.timer(WATCH_EVERY_S)
     async def watch_event_loop() -> None:
         """How late this timer wakes: the event loop's drift, which heartbeats and commits suffer too."""
         now = time.monotonic()
-        drift = max(now - woke["at"] - WATCH_EVERY_S, 0.0)
-        woke["at"] = now
+        last, woke["at"] = woke["at"], now
+        if last is None:
+            return
+        drift = max(now - last - WATCH_EVERY_S, 0.0)
         metrics.timer_drift.observe(drift)
         if drift > woke["worst"]:
             woke["worst"] = drift
