@@ -48,6 +48,13 @@ class WorkerMetrics:
         self.replica_wait = Histogram(
             "rillet_redis_replica_wait_seconds", "A batch's write and WAIT for its replicas' acknowledgement",
             ["view"], registry=r)
+        self.recovering = Gauge(
+            "rillet_recovering", "1 while the worker rebuilds a view's state from its changelog", ["view"], registry=r)
+        self.recovery_remaining = Gauge(
+            "rillet_recovery_remaining_records", "Changelog records still to read before processing resumes",
+            ["view"], registry=r)
+        self.recovery_rate = Gauge(
+            "rillet_recovery_records_per_second", "How fast the changelog is read back", registry=r)
         self.timer_drift = Histogram(
             "rillet_timer_drift_seconds", "How late a 0.5 s timer wakes: time the event loop was held",
             registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0))

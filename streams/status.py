@@ -67,8 +67,13 @@ def view_status(settings: Settings, view: FeatureView, registry: Any, heads: dic
     freshness = (now_ms - min(watermarks)) / 1000 if watermarks and len(reports) == len(heads) else None
     target = view.freshness_ms / 1000 if view.freshness_ms is not None else None
     stalled = stalled_partitions(reports, heads, now_ms)
+    recovering = [r for r in reports.values() if r.get("recovering")]
     if active is None:
         verdict = "-"
+    elif recovering:  # reading its state back: it will process again, and says when
+        left = sum(r["remaining"] for r in recovering)
+        etas = [r["eta_s"] for r in recovering if r.get("eta_s") is not None]
+        verdict = f"RECOVERING ({left:,} records left" + (f", about {_age(max(etas))})" if etas else ")")
     elif not reports:
         verdict = "NO WORKERS"
     elif len(reports) < len(heads):

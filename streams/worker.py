@@ -510,6 +510,24 @@ class ViewAgent:
                 pass  # Redis is down: the batches wait for it, and so does this report
 
 
+    async def report_recovery(self, remaining: dict[int, int], rate: float) -> None:
+        """While this view's state is read back from its changelog: per partition, what is left and when it
+        will be done, to /metrics and to Redis (`rillet status` says RECOVERING with an ETA, not STALLED)."""
+        now_ms, total = int(time.time() * 1000), sum(remaining.values())
+        self.metrics.recovering.labels(self.view.name).set(1 if remaining else 0)
+        self.metrics.recovery_remaining.labels(self.view.name).set(total)
+        if not remaining:
+            return
+        report = {str(p): json.dumps({"worker": self.worker_id, "at_ms": now_ms, "recovering": True,
+                                      "remaining": left, "rate": round(rate, 1),
+                                      "eta_s": round(left / rate, 1) if rate > 0 else None})
+                  for p, left in remaining.items()}
+        try:
+            await asyncio.wait_for(self.redis.hset(health_key(self.view.name, self.version), mapping=report), 1.0)
+        except (TimeoutError, redis.RedisError, *REDIS_DOWN):
+            pass
+
+
 HISTORY_EVERY_MS = 10_000  # a point of the console's charts
 HISTORY_KEPT = 10_000  # points per view version (about a day from a few workers)
 
@@ -668,6 +686,31 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
         if not app.rebalancing:
             for agent in agents:
                 await agent.report_health()
+
+    async def report_recovery() -> None:
+        """Recovery progress from Faust's recovery service, every half second until it is done (Faust's timers
+        start only once the worker is ready): remaining changelog records per view partition, and the rate."""
+        recovery = app.tables.recovery
+        last_total, last_at = None, time.monotonic()
+        while True:
+            await asyncio.sleep(0.5)
+            remaining = recovery.active_remaining() if recovery.in_recovery else {}
+            now, total = time.monotonic(), sum(max(n, 0) for n in remaining.values())
+            rate = max(last_total - total, 0) / max(now - last_at, 1e-9) if last_total is not None else 0.0
+            last_total, last_at = total, now
+            metrics.recovery_rate.set(rate)
+            for agent in agents:
+                changelog = agent.table._changelog_topic_name()  # noqa: SLF001 - ours (_StateTable)
+                await agent.report_recovery({tp.partition: max(n, 0) for tp, n in remaining.items()
+                                             if tp.topic == changelog}, rate)
+            if not remaining and not app.rebalancing:
+                return
+
+    @app.on_partitions_assigned.connect
+    async def watch_recovery(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
+        task = getattr(app, "rillet_recovery_watch", None)
+        if task is None or task.done():
+            app.rillet_recovery_watch = asyncio.ensure_future(report_recovery())  # type: ignore[attr-defined]
 
     @app.timer(1.0)
     async def heal_redis() -> None:

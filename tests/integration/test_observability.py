@@ -21,11 +21,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sinks.redis_client import connect_redis
+from sinks.versions import VersionRegistry
 from streams.demo import synthetic_payments, worker_process
 from streams.errors import DEAD_LETTER_REASONS
 from streams.lag import wait_caught_up
 from streams.producer import EventProducer
 from streams.stack import free_port, wait_until
+from streams.status import topic_heads, view_status
 from tests.helpers import view_under_test
 
 pytestmark = pytest.mark.integration
@@ -110,5 +113,58 @@ def test_alerts_dashboard_and_status_agree_with_a_live_worker(stack, tmp_path):
                        alive=worker.alive)
         errors = [line for line in worker.tail(100_000).splitlines() if "[ERROR]" in line or " ERROR " in line]
         assert not errors, errors[:3]
+    finally:
+        worker.stop()
+
+
+def test_a_worker_reading_its_state_back_says_so_with_an_eta(stack, tmp_path):
+    """A new machine (an empty state directory) reads the whole changelog back: `rillet status` says
+    RECOVERING with what is left, /metrics has rillet_recovering and the remaining records, and the
+    worker then carries on."""
+    case = view_under_test(stack, tmp_path, FEATURES, "recover", batch_size=2000)
+    view, settings = case.view, case.settings
+    now = int(time.time() * 1000)
+    history = [{**e, "user_id": f"r{i:06d}"} for i, e in enumerate(
+        synthetic_payments(users=1, events=100_000, start_ms=now - 600_000, end_ms=now - 1000, seed=4))]
+    worker = worker_process(settings, str(case.features), tmp_path, free_port())
+    try:
+        with EventProducer(settings, view) as producer:
+            producer.send_many(history)
+        wait_caught_up(settings, settings.worker_group, view.topic, producer.report.heads, timeout_s=180,
+                       alive=worker.alive)
+    finally:
+        worker.kill()
+    fresh = settings.with_(state_dir=str(tmp_path / "new-machine"))
+    port = free_port()
+    worker = worker_process(fresh, str(case.features), tmp_path, port)
+    env = {**os.environ, **fresh.to_env()}
+
+    def status() -> dict:
+        shown = subprocess.run([sys.executable, "-m", "streams.cli", "status", "--features", str(case.features),
+                                "--json"], capture_output=True, text=True, timeout=60, env=env)
+        return json.loads(shown.stdout.strip().splitlines()[-1])
+
+    def verdict_now() -> str:  # what `rillet status` computes, in process: the recovery lasts seconds
+        registry = VersionRegistry(connect_redis(fresh))
+        heads = topic_heads(fresh, view.topic)
+        return view_status(fresh, view, registry, heads, None).verdict
+
+    def recovering_on_metrics() -> bool:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            return False
+        return f'rillet_recovering{{view="{view.name}"}} 1.0' in text
+
+    try:
+        wait_until(recovering_on_metrics, timeout_s=120, what="rillet_recovering to be 1", interval_s=0.05)
+        seen = wait_until(lambda: (lambda v: v if v.startswith("RECOVERING") else None)(verdict_now()),
+                          timeout_s=30, what="rillet status to say the worker is recovering", interval_s=0.05)
+        assert "records left" in seen, seen
+        with EventProducer(settings, view) as producer:
+            producer.send_many(history[:10])
+        wait_caught_up(fresh, settings.worker_group, view.topic, producer.report.heads, timeout_s=300,
+                       alive=worker.alive)
+        wait_until(lambda: status()["verdict"] == "ok", timeout_s=60, what="the verdict to be ok again")
     finally:
         worker.stop()
