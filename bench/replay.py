@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.throughput import FEATURES, rillet_workers
+from bench.throughput import features_file, rillet_workers
 from replay.parallel import run_parallel
 from replay.run import Replay
 from streams.definitions import load_views
@@ -44,8 +44,7 @@ def main() -> None:
     events = synthetic_payments(users=2000, events=args.events, start_ms=base, end_ms=base + 6 * 3_600_000)
     with EmbeddedStack(Settings.from_env(), broker_port=0, redis="embedded", workdir=workdir / "stack") as stack:
         topic = f"replay_{int(time.time())}"
-        (workdir / "features.py").write_text(FEATURES.read_text().replace('"bench"', f'"{topic}"').replace(
-            "../schemas/payment.avsc", str(Path(__file__).parent.parent / "schemas" / "payment.avsc")))
+        features_file(workdir / "features.py", topic)
         [view] = load_views(workdir / "features.py")
         settings = stack.settings.with_(offline_path=str(workdir / "offline"), worker_group=f"g-{topic}",
                                         state_dir=str(workdir / "state"))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from bench.throughput import FEATURES, rillet_workers
+from bench.throughput import features_file, rillet_workers
 from streams.definitions import load_views
 from streams.demo import synthetic_payments
 from streams.settings import Settings
@@ -45,8 +45,7 @@ def main() -> None:
                        what="the replica to attach")
             for acks in (0, 1):
                 topic = f"wait_{acks}_{int(time.time())}"
-                (workdir / "features.py").write_text(FEATURES.read_text().replace('"bench"', f'"{topic}"').replace(
-                    "../schemas/payment.avsc", str(Path(__file__).parent.parent / "schemas" / "payment.avsc")))
+                features_file(workdir / "features.py", topic)
                 [view] = load_views(workdir / "features.py")
                 settings = stack.settings.with_(offline_path=str(workdir / topic), worker_group=f"g-{topic}",
                                                 state_dir=str(workdir / f"state-{topic}"), redis_replica_acks=acks)

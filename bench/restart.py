@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.throughput import FEATURES, publish
+from bench.throughput import features_file, publish
 from streams.definitions import load_views
 from streams.demo import synthetic_payments, worker_process
 from streams.lag import wait_caught_up
@@ -65,8 +65,7 @@ def main() -> None:
         for store in ("memory", "rocksdb"):
             topic = f"restart_{store}_{int(time.time())}"
             features = workdir / f"features_{store}.py"
-            features.write_text(FEATURES.read_text().replace('"bench"', f'"{topic}"').replace(
-                "../schemas/payment.avsc", str(Path(__file__).parent.parent / "schemas" / "payment.avsc")))
+            features_file(features, topic)
             [view] = load_views(features)
             settings = stack.settings.with_(offline_path=str(workdir / topic), worker_group=f"g-{topic}",
                                             state_dir=str(workdir / f"state-{topic}"), state_store=store)

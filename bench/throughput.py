@@ -31,6 +31,13 @@ from streams.stack import EmbeddedStack, free_port, wait_until
 FEATURES = Path(__file__).with_name("features.py")
 
 
+
+def features_file(path: Path, topic: str) -> Path:
+    """The bench view's definitions with its topic (and view) named `topic`, written to `path`."""
+    path.write_text(FEATURES.read_text().replace('"bench"', f'"{topic}"').replace(
+        "../schemas/payment.avsc", str(Path(__file__).parent.parent / "schemas" / "payment.avsc")))
+    return path
+
 def publish(settings: Settings, view: FeatureView, events: list[dict]) -> float:
     """Encode every event first, then send the bytes: the consumers under test should not share
     the 2 cores with this process's Avro encoding while they are timed."""
@@ -109,8 +116,7 @@ def main() -> None:
     with EmbeddedStack(Settings.from_env(), broker_port=0, redis="embedded", workdir=workdir / "stack") as stack:
         for label, count in (("rillet worker, 1 process", 1), ("rillet worker, 2 processes", 2)):
             topic = f"bench_{count}_{int(time.time())}"
-            (workdir / "features.py").write_text(FEATURES.read_text().replace('"bench"', f'"{topic}"').replace(
-                "../schemas/payment.avsc", str(Path(__file__).parent.parent / "schemas" / "payment.avsc")))
+            features_file(workdir / "features.py", topic)
             [run_view] = load_views(workdir / "features.py")
             settings = stack.settings.with_(offline_path=str(workdir / topic), worker_group=f"g-{topic}",
                                             state_dir=str(workdir / f"state-{topic}"))
