@@ -58,7 +58,7 @@ def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(stack, tmp_path):
 
         # mid-stream: once this process has read a random share of what is left past the commit (it starts
         # there, or later where its table's progress is ahead of the commit: then it may finish first)
-        threshold = rng.randrange(1, max(2, (total - committed()) // 2))
+        threshold = rng.randrange(1, max(2, (total - committed()) // 6))
 
         def read_enough(at_least: int = threshold, worker=worker, port=port) -> bool:
             return (worker_metric(port, "rillet_events_in_total") >= at_least or not worker.alive()
