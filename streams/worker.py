@@ -496,9 +496,8 @@ class ViewAgent:
                 # this view's own progress: `rillet status` measures its lag from it, and calls a view whose
                 # progress stands still behind the head stalled, whatever the consumer group committed
                 "next_offset": last + 1, "advanced_at_ms": self._advanced[partition][1]})
-        if report:
+        if report and await self._publish_health(report):
             try:
-                await asyncio.wait_for(self.redis.hset(health_key(name, self.version), mapping=report), 1.0)
                 if now_ms - self._history_ms >= HISTORY_EVERY_MS:
                     progress = {str(p): [self.watermarks.entry(p).aggregated, self._read_until.get(p, (0, None))[0]]
                                 for p in assigned}
@@ -509,6 +508,14 @@ class ViewAgent:
             except (TimeoutError, redis.RedisError, *REDIS_DOWN):
                 pass  # Redis is down: the batches wait for it, and so does this report
 
+    async def _publish_health(self, report: dict[str, str]) -> bool:
+        """Per-partition reports (JSON) into the version's health hash, which `rillet status` reads; False
+        when Redis does not answer within a second (the report is skipped, never waited for)."""
+        try:
+            await asyncio.wait_for(self.redis.hset(health_key(self.view.name, self.version), mapping=report), 1.0)
+        except (TimeoutError, redis.RedisError, *REDIS_DOWN):
+            return False
+        return True
 
     async def report_recovery(self, remaining: dict[int, int], rate: float) -> None:
         """While this view's state is read back from its changelog: per partition, what is left and when it
@@ -522,10 +529,7 @@ class ViewAgent:
                                       "remaining": left, "rate": round(rate, 1),
                                       "eta_s": round(left / rate, 1) if rate > 0 else None})
                   for p, left in remaining.items()}
-        try:
-            await asyncio.wait_for(self.redis.hset(health_key(self.view.name, self.version), mapping=report), 1.0)
-        except (TimeoutError, redis.RedisError, *REDIS_DOWN):
-            pass
+        await self._publish_health(report)
 
 
 HISTORY_EVERY_MS = 10_000  # a point of the console's charts
