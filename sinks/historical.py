@@ -81,12 +81,11 @@ class OfflineReader:
         registry = VersionRegistry(self.client) if self.client is not None else None
         named = pinned or self.version
         if named is not None:
-            known = registry.get(view_name, named) is not None if registry else named in self._stored(view_name)
-            if not known:
-                raise UnknownFeatureError(
-                    f"view {view_name} has no version {named}"
-                    + (" (never built, or removed by rillet versions gc)" if registry else " in the offline store")
-                    + f"; versions: {', '.join(f'v{v}' for v in self._known(view_name, registry)) or '(none)'}")
+            if registry is not None:
+                registry.require(view_name, named)
+            elif named not in self._stored(view_name):
+                raise UnknownFeatureError(f"view {view_name} has no version {named} in the offline store; versions: "
+                                          f"{', '.join(f'v{v}' for v in self._stored(view_name)) or '(none)'}")
             return named
         if registry is not None:
             return registry.active(view_name) or 1
@@ -99,9 +98,6 @@ class OfflineReader:
 
     def _stored(self, view_name: str) -> list[int]:
         return stored_versions(self.root, view_name)
-
-    def _known(self, view_name: str, registry: Any) -> list[int]:
-        return [v.version for v in registry.list(view_name)] if registry else self._stored(view_name)
 
     def event_log(self, view_name: str, version: int | None = None) -> EventLog:
         """The view version's logged events, sorted for the join (re-read when files were added)."""

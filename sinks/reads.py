@@ -191,11 +191,8 @@ class FeatureReader:
         """A version a reference names must exist (gc removes retired ones): an error, never nulls."""
         from sinks.versions import VersionRegistry
 
-        if (view_name, version) in self._version_engines:
-            return
-        if VersionRegistry(self.redis).get(view_name, version) is None:
-            raise UnknownFeatureError(f"view {view_name} has no version {version} (never built, or removed by "
-                                      f"rillet versions gc); rillet versions --view {view_name} lists them")
+        if (view_name, version) not in self._version_engines:
+            VersionRegistry(self.redis).require(view_name, version)
 
     def _script_args(self, view_name: str, entities: list[str]) -> tuple[list[str], list[str]]:
         from sinks.versions import VersionRegistry

@@ -40,7 +40,7 @@ from sinks.keys import (
     versions_key,
 )
 from streams.definitions import DEFAULT_MAX_FUTURE, Feature, FeatureView
-from streams.errors import RilletError
+from streams.errors import RilletError, UnknownFeatureError
 from streams.kernel.windows import Lifetime, Session, Sliding, Tumbling
 
 __all__ = ["VersionInfo", "VersionMismatchError", "VersionRegistry", "live_group", "view_from_spec", "view_spec"]
@@ -132,6 +132,16 @@ class VersionRegistry:
         """`events`: what the version aggregated, replay and live workers together, summed over partitions
         (each partition's count is written beside its states, exact across restarts)."""
         info.events = sum(int(n) for n in self.redis.hvals(events_key(view, info.version)))
+        return info
+
+    def require(self, view: str, version: int) -> VersionInfo:
+        """A version a read names: an error naming the versions that exist, never nulls (gc removes retired
+        ones). Raises UnknownFeatureError."""
+        info = self.get(view, version)
+        if info is None:
+            known = ", ".join(f"v{v.version}" for v in self.list(view)) or "(none)"
+            raise UnknownFeatureError(f"view {view} has no version {version} (never built, or removed by rillet "
+                                      f"versions gc); versions: {known}")
         return info
 
     def active(self, view: str) -> int | None:
