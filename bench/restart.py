@@ -1,24 +1,33 @@
 """How long a worker restart takes, by where its state lives, in one run.
 
-    python -m bench.restart [--entities N]
+    python -m bench.restart [--entities N] [--only memory,disk,new-machine,standby]
 
-For each state store (`memory`: rebuilt from the changelog at every start; `rocksdb`: on local disk),
-one `rillet worker` on a fresh topic aggregates one event for each of N entities, so its table holds
-N states. Then it is SIGKILLed, a new worker starts on the same machine (same state directory), and
-a probe of 1,000 more events is published: the figure is the time from the kill until the group has
-committed the probe, i.e. until the worker is back at steady lag.
+Each scenario runs `rillet worker` processes on a fresh topic (4 partitions) that aggregate one
+event for each of N entities per worker, so each worker's table holds N states. Then a worker is
+SIGKILLed and a probe of 1,000 more events is published; the figure is the time from the kill
+until the group has committed the probe, i.e. until the view is back at steady lag:
 
-Measured here with 100,000 states: memory 20.5 s, rocksdb 13.8 s, of which about 8 s is the group
-waiting out the killed member's session (6 s on Tansu) and a second JoinGroup round (3 s each on
-Tansu). Static membership (`group.instance.id`) would skip that wait, but Tansu answers a second
-static member with "member_id was not recognized" in a loop, so it is not used.
+- `memory`: state in memory; a new worker on the same machine rebuilds it from the changelog.
+- `disk`: state on local disk (RocksDB, the default); a new worker on the same machine reads only
+  the changelog written since its last flush.
+- `new-machine`: state on disk, but the new worker starts with an empty state directory (a lost
+  disk, a new host): it reads the whole changelog back; the worker's log line gives the rate.
+- `standby`: two workers with `RILLET_STANDBY_REPLICAS=1`; one is killed and not restarted, the
+  other takes its partitions over from the standby copy it kept.
+
+Most of what is left at 100k states is the group, not the state: the killed member's session
+(6 s on Tansu) runs out before the group rebalances, and a JoinGroup round takes about half a
+session on Tansu. Static membership (`group.instance.id`) would skip the wait on a restart, but
+Tansu answers a second static member with "member_id was not recognized" in a loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.throughput import features_file, publish
@@ -29,52 +38,107 @@ from streams.settings import Settings
 from streams.stack import EmbeddedStack, free_port
 from streams.status import topic_heads
 
+SCENARIOS = ("memory", "disk", "new-machine", "standby")
+READ_BACK = re.compile(r"state read back from the changelogs: (\d+) records in ([\d.]+) s \((\d+) records/s\)")
 
-def restart_seconds(settings: Settings, view, features: Path, events: list[dict], probe: list[dict],
-                    workdir: Path) -> float:
+
+@dataclass
+class Outcome:
+    seconds: float
+    note: str = ""
+
+
+def _caught_up(settings: Settings, view, alive) -> None:
+    wait_caught_up(settings, settings.worker_group, view.topic, topic_heads(settings, view.topic),
+                   timeout_s=3600, alive=alive)
+
+
+def restart(settings: Settings, view, features: Path, events: list[dict], probe: list[dict], workdir: Path,
+            *, new_machine: bool) -> Outcome:
+    """One worker, killed and started again on the same machine (or with an empty state directory)."""
     worker = worker_process(settings, str(features), workdir, free_port())
     try:
         publish(settings, view, events)
-        wait_caught_up(settings, settings.worker_group, view.topic, topic_heads(settings, view.topic),
-                       timeout_s=1800, alive=worker.alive)
+        _caught_up(settings, view, worker.alive)
     finally:
         worker.kill()
     killed = time.monotonic()
+    if new_machine:
+        settings = settings.with_(state_dir=settings.state_dir + "-new-machine")
     worker = worker_process(settings, str(features), workdir, free_port())
     try:
         publish(settings, view, probe)
-        wait_caught_up(settings, settings.worker_group, view.topic, topic_heads(settings, view.topic),
-                       timeout_s=1800, alive=worker.alive)
-        return time.monotonic() - killed
+        _caught_up(settings, view, worker.alive)
+        seconds = time.monotonic() - killed
+        read = READ_BACK.findall(worker.tail(100_000))
+        note = f"read back {int(read[-1][0]):,} records at {int(read[-1][2]):,} records/s" if read else ""
+        return Outcome(seconds, note)
     finally:
         worker.stop()
 
 
+def failover(settings: Settings, view, features: Path, events: list[dict], probe: list[dict],
+             workdir: Path) -> Outcome:
+    """Two workers keeping standby copies; one is killed, the survivor takes its partitions over."""
+    settings = settings.with_(standby_replicas=1)
+    workers = [worker_process(settings.with_(state_dir=f"{settings.state_dir}-{i}"), str(features), workdir,
+                              free_port()) for i in range(2)]
+    try:
+        publish(settings, view, events)
+        _caught_up(settings, view, lambda: all(w.alive() for w in workers))
+        workers[0].kill()
+        killed = time.monotonic()
+        publish(settings, view, probe)
+        _caught_up(settings, view, workers[1].alive)
+        return Outcome(time.monotonic() - killed, "the survivor held a standby copy of every partition")
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--entities", type=int, default=100_000)
+    parser.add_argument("--entities", type=int, default=100_000, help="entity states per worker")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated: " + ", ".join(SCENARIOS))
     args = parser.parse_args()
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}: choose from {', '.join(SCENARIOS)}")
     workdir = Path(tempfile.mkdtemp(prefix="rillet-bench-"))
     base = 1_767_225_600_000
     n = args.entities
-    events = [{**e, "user_id": f"e{i:08d}"} for i, e in
-              enumerate(synthetic_payments(users=1, events=n, start_ms=base, end_ms=base + 3_600_000))]
+
+    def one_per_entity(count: int) -> list[dict]:
+        return [{**e, "user_id": f"e{i:08d}"} for i, e in
+                enumerate(synthetic_payments(users=1, events=count, start_ms=base, end_ms=base + 3_600_000))]
+
     probe = synthetic_payments(users=1000, events=1000, start_ms=base + 3_600_000, end_ms=base + 3_700_000)
-    seconds: dict[str, float] = {}
+    outcomes: dict[str, Outcome] = {}
     with EmbeddedStack(Settings.from_env(), broker_port=0, redis="embedded", workdir=workdir / "stack") as stack:
-        for store in ("memory", "rocksdb"):
-            topic = f"restart_{store}_{int(time.time())}"
-            features = workdir / f"features_{store}.py"
+        for scenario in chosen:
+            topic = f"restart_{scenario.replace('-', '_')}_{int(time.time())}"
+            features = workdir / f"features_{topic}.py"
             features_file(features, topic)
             [view] = load_views(features)
             settings = stack.settings.with_(offline_path=str(workdir / topic), worker_group=f"g-{topic}",
-                                            state_dir=str(workdir / f"state-{topic}"), state_store=store)
-            print(f"{store}: {n:,} entities, then SIGKILL and a restart ...", flush=True)
-            seconds[store] = restart_seconds(settings, view, features, events, probe, workdir)
-    print(f"\nrestart after SIGKILL with {n:,} entity states (Tansu, this machine), kill to steady lag:")
-    for store, s in seconds.items():
-        print(f"  {'state in ' + store:<30} {s:>8.1f} s")
-    print(f"  rocksdb / memory: {seconds['rocksdb'] / seconds['memory']:.2f}x   (goal: <= 10 s at 1M entities)")
+                                            state_dir=str(workdir / f"state-{topic}"),
+                                            state_store="memory" if scenario == "memory" else "rocksdb")
+            print(f"{scenario}: {n:,} entities per worker, then SIGKILL ...", flush=True)
+            if scenario == "standby":
+                outcomes[scenario] = failover(settings, view, features, one_per_entity(2 * n), probe, workdir)
+            else:
+                outcomes[scenario] = restart(settings, view, features, one_per_entity(n), probe, workdir,
+                                             new_machine=scenario == "new-machine")
+            print(f"  {outcomes[scenario].seconds:.1f} s {outcomes[scenario].note}", flush=True)
+    labels = {"memory": "state in memory, same machine", "disk": "state on disk, same machine",
+              "new-machine": "state on disk, new machine", "standby": "failover to a standby"}
+    print(f"\nfrom SIGKILL to steady lag, {n:,} entity states per worker (Tansu, this machine):")
+    for scenario, outcome in outcomes.items():
+        print(f"  {labels[scenario]:<32} {outcome.seconds:>7.1f} s   {outcome.note}")
+    if "memory" in outcomes and "disk" in outcomes:
+        print(f"  disk / memory: {outcomes['disk'].seconds / outcomes['memory'].seconds:.2f}x"
+              "   (goals at 1M: <= 10 s on disk, <= 5 s to a standby)")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,14 @@ on each record; rillet's engine wants the records of a fetch together anyway.
 `BatchConsumer` is Faust's aiokafka consumer with one change, in the loop that
 drains fetches: the records of a topic with a registered batch handler (the view
 topics, `app.rillet_batch_handlers`) are collected per fetch and handed over in
-one call, in fetch order (offset order per partition), then acknowledged. Every
-other topic (the tables' changelogs while they recover) takes Faust's own path
-record by record, so table recovery is unchanged. Each record is still tracked
+one call, in fetch order (offset order per partition), then acknowledged. The
+changelogs of rillet's state tables (`app.rillet_batch_changelogs`), while Faust
+recovers them or follows them as standbys, are written to the table a fetch at a
+time too: Faust's recovery queues one Event per record and applies it through a
+loop with per-record bookkeeping (about 14k records/s here); the batch write does
+what that loop does (the table's `apply_changelog_batch`, the recovery offsets,
+the end-of-recovery signal) without the queue. Every other topic takes Faust's
+own path record by record. Each record is still tracked
 (`track_message`) before the handler runs and acknowledged after it, so Faust's
 commits see exactly the offsets handled and a rebalance waits for a batch in
 flight; a batch fetched just as a rebalance stops the flow is not handed over,
@@ -23,6 +28,7 @@ pyproject.toml): the worker's consumer URL is `rillet://host:port`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,6 +40,7 @@ from faust.types import Message
 __all__ = ["SCHEME", "BatchConsumer", "BatchHandler", "Transport"]
 
 SCHEME = "rillet"
+logger = logging.getLogger(__name__)
 
 #: A view's handler: the records of one fetch (at most the batch size), in fetch order.
 BatchHandler = Callable[[list[Message]], Awaitable[None]]
@@ -53,6 +60,9 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 class BatchConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, delivering view topics a batch per fetch (module docstring)."""
+
+    #: changelog records written to active partitions since the recovery began (for its closing log line)
+    rillet_recovered = 0
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -91,10 +101,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
         fetcher_should_stop = fetcher._stopped.is_set  # noqa: SLF001 - as Faust's own loop reads it
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
+        batch_changelogs: frozenset[str] = getattr(self.app, "rillet_batch_changelogs", frozenset())
+        recovery = self.app.tables.recovery
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 batches: dict[str, list[Message]] = {}
+                changes: dict[Any, list[Message]] = {}
                 await self.sleep(0)  # as Faust's loop: getmany may not yield to the event loop
                 if not self.should_stop:
                     async for tp, message in self.getmany(timeout=1.0):
@@ -105,11 +118,23 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         if handler is not None:
                             self.track_message(message)
                             batches.setdefault(tp.topic, []).append(message)
+                        elif tp.topic in batch_changelogs and (tp in recovery.active_tps
+                                                                or tp in recovery.standby_tps):
+                            changes.setdefault(tp, []).append(message)
                         else:
                             if last_read and offset - last_read > 1 and acks_enabled_for(message.topic):
                                 await self._add_gap(tp, last_read + 1, offset)
                             await self.wait_first(self.callback(message), self.suspend_flow.wait())
                         read_offset[tp] = offset
+                    for tp, messages in changes.items():
+                        applied = apply_changelog_records(recovery, tp, messages)
+                        if tp in recovery.active_tps:
+                            self.rillet_recovered += applied
+                    if changes and end_recovery_when_done(recovery):
+                        seconds = time.monotonic() - (recovery._recovery_started_at or time.monotonic())  # noqa: SLF001
+                        logger.info("state read back from the changelogs: %d records in %.1f s (%.0f records/s)",
+                                    self.rillet_recovered, seconds, self.rillet_recovered / max(seconds, 1e-9))
+                        self.rillet_recovered = 0
                     for topic, messages in batches.items():
                         await self._deliver(handlers[topic], messages, batch_size)
                 self.diag.unset_flag(CONSUMER_FETCHING)
@@ -139,6 +164,46 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if self._commit_every is not None and self._n_acked >= self._commit_every:
                 self._n_acked = 0
                 await self.commit()
+
+
+class _Change:
+    """What a table's `apply_changelog_batch` reads of a changelog Event (raw bytes: no codec runs)."""
+
+    __slots__ = ("key", "message", "value")
+
+    def __init__(self, message: Message) -> None:
+        self.message, self.key, self.value = message, message.key, message.value
+
+
+def apply_changelog_records(recovery: Any, tp: Any, messages: list[Message]) -> int:
+    """Write one fetch of a changelog partition to its table, as Faust's recovery loop would record by record.
+
+    Records at or below the offset recovery has reached are skipped (as Faust skips them); the
+    offset recovery has reached becomes the last record's, so `active_remaining()` counts down.
+    Returns the number of records written.
+    """
+    offsets = recovery.active_offsets if tp in recovery.active_tps else recovery.standby_offsets
+    seen = offsets.get(tp)
+    fresh = messages if seen is None else [message for message in messages if message.offset > seen]
+    if not fresh:
+        return 0
+    recovery.tp_to_table[tp].apply_changelog_batch([_Change(message) for message in fresh])
+    offsets[tp] = fresh[-1].offset
+    return len(fresh)
+
+
+def end_recovery_when_done(recovery: Any) -> bool:
+    """Signal the end of recovery once every active partition is read to its end.
+
+    Faust's recovery loop checks this after each record it takes from its queue; the batch write
+    bypasses the queue, so it checks here (otherwise the loop would notice only after its 5 s timeout).
+    """
+    if recovery.in_recovery and not recovery.need_recovery():
+        recovery.flush_buffers()
+        recovery._set_recovery_ended()  # noqa: SLF001 - the step Faust's loop takes at the end
+        recovery.signal_recovery_end.set()
+        return True
+    return False
 
 
 class Transport(faust_aiokafka.Transport):

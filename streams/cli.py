@@ -333,6 +333,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
     import uvloop
 
+    from streams.predecessors import forget_dead_predecessors
     from streams.topics import ensure_topics
     from streams.worker import build_app
 
@@ -342,6 +343,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     settings = _free_web_port(settings, explicit=bool(args.web_port) or "RILLET_WEB_PORT" in os.environ)
     views = _views(args, settings)
     ensure_topics(settings, views)
+    removed = forget_dead_predecessors(settings.state_dir, settings.bootstrap_servers)
+    if removed:  # a restart on this machine: the group rebalances now, not when the dead member's session ends
+        logging.getLogger("rillet").info(json.dumps({"event": "dead_predecessors_removed", "members": removed}))
     logging.getLogger("rillet").info(json.dumps({"event": "worker_start", "views": [v.describe() for v in views],
                                                  "settings": settings.safe_view()}))
     app = build_app(settings, views)

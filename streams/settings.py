@@ -94,6 +94,12 @@ class Settings:
         "Workers that keep a standby copy of each partition's state by following its changelog, so one takes "
         "over at once when the owner dies (Faust's table_standby_replicas); each costs a copy of the state",
     )
+    session_timeout_s: float = _setting(
+        6.0, "RILLET_SESSION_TIMEOUT",
+        "Seconds a worker may go without a heartbeat before its group drops it and hands its partitions to the "
+        "others (to a standby, if any): shorter fails over sooner, too short drops a busy worker; Kafka refuses "
+        "less than its group.min.session.timeout.ms (6 s by default)",
+    )
     redis_replica_acks: int = _setting(
         1, "RILLET_REDIS_REPLICA_ACKS",
         "Replicas of each Redis master that must acknowledge a batch's writes (WAIT) before its offsets are "
@@ -154,6 +160,8 @@ class Settings:
             raise ConfigError(f"RILLET_STATE_STORE={self.state_store!r}: use 'rocksdb' or 'memory'")
         if self.standby_replicas < 0 or self.redis_replica_acks < 0:
             raise ConfigError("RILLET_STANDBY_REPLICAS and RILLET_REDIS_REPLICA_ACKS must be 0 or more")
+        if self.session_timeout_s < 1:
+            raise ConfigError(f"RILLET_SESSION_TIMEOUT={self.session_timeout_s}: at least 1 second")
         if self.partitions < 1:
             raise ConfigError(f"RILLET_PARTITIONS={self.partitions}: must be at least 1")
         if self.batch_size < 1:

@@ -44,6 +44,7 @@ from streams.kernel.processor import BatchResult, DeadLetter, SourceRecord, View
 from streams.kernel.watermark import PROGRESS_KEY_PREFIX, PartitionProgress, Watermarks
 from streams.metrics import WorkerMetrics
 from streams.offset_gaps import GapReader, OffsetGap, fill_gaps, find_gaps
+from streams.predecessors import remember_membership
 from streams.settings import Settings
 from streams.tansu import FAUST_GROUP_TIMING, recover_tables_to_the_true_end
 
@@ -590,6 +591,10 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     if settings.is_tansu:
         extra.update(FAUST_GROUP_TIMING)
         recover_tables_to_the_true_end(settings.bootstrap_servers)
+    # a dead worker's partitions move once its session ends; heartbeats at a sixth of it (at most 1 s) let the
+    # survivors hear of the rebalance within a fraction of it
+    extra.update(broker_session_timeout=settings.session_timeout_s,
+                 broker_heartbeat_interval=min(1.0, settings.session_timeout_s / 6))
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     consumers = [f"{batch_transport.SCHEME}://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     versions = resolve_versions(settings, views)
@@ -638,6 +643,9 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     # is acknowledged once all have stored it. Each view keeps its own progress; commits take the least.
     app.rillet_batch_handlers = {topic: _each_view(readers) for topic, readers in by_topic.items()}  # type: ignore[attr-defined]
     app.rillet_start_offsets = functools.partial(_start_offsets, by_topic)  # type: ignore[attr-defined]
+    # the state tables' changelogs are read back a fetch at a time on recovery (see streams.batch_transport)
+    app.rillet_batch_changelogs = frozenset(agent.table.changelog_topic.get_topic_name()  # type: ignore[attr-defined]
+                                            for agent in agents)
     app.rillet_batch_size = settings.batch_size  # type: ignore[attr-defined]
     # Tansu's fetch long-poll sleeps about half the wait even with records ready: keep it short there
     wait_ms = min(settings.batch_wait_ms, 50) if settings.is_tansu else settings.batch_wait_ms
@@ -712,6 +720,8 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
 
     @app.on_partitions_assigned.connect
     async def watch_recovery(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
+        coordinator = app.consumer._thread._consumer._coordinator  # noqa: SLF001 - aiokafka's, under Faust's
+        remember_membership(settings.state_dir, coordinator.group_id, coordinator.member_id)
         task = getattr(app, "rillet_recovery_watch", None)
         if task is None or task.done():
             app.rillet_recovery_watch = asyncio.ensure_future(report_recovery())  # type: ignore[attr-defined]

@@ -220,3 +220,39 @@ def test_rebalances_mid_stream_lose_nothing_and_count_nothing_twice(stack, tmp_p
     raw = pq.ParquetDataset(settings.offline_root / f"view={view.name}" / "version=1").read()
     pairs = set(zip(raw["partition"].to_pylist(), raw["offset"].to_pylist(), strict=True))
     assert raw.num_rows == total and len(pairs) == total
+
+
+def test_a_restart_on_the_same_machine_removes_the_dead_workers_membership(stack, tmp_path):
+    """A SIGKILLed worker's membership outlives it until its session times out; the worker started
+    after it on the same state directory asks the coordinator to remove it at once (and only it)."""
+    import json
+    from pathlib import Path
+
+    case = view_under_test(stack, tmp_path, FEATURES.replace("{partitions}", "2"), "heir")
+    view, features, settings = case.view, case.features, case.settings
+    port = free_port()
+    first = worker_process(settings, str(features), tmp_path, port)
+    try:
+        wait_until(lambda: any(a.startswith(f"{view.topic}:") for a in worker_health(port).get("assigned", [])),
+                   timeout_s=120, what="the first worker to own the topic")
+        folder = Path(settings.state_dir) / "group-members"
+        recorded = wait_until(lambda: list(folder.glob("*.json")), timeout_s=30,
+                              what="the worker to record its membership")
+        assert len(recorded) == 1, recorded
+        member = json.loads(recorded[0].read_text())["member_id"]
+    finally:
+        first.kill()
+    heir = worker_process(settings, str(features), tmp_path, free_port())
+    try:
+        line = wait_until(lambda: next((ln for ln in heir.tail(200).splitlines()
+                                        if "dead_predecessors_removed" in ln), None) or not heir.alive(),
+                          timeout_s=60, what="the new worker to remove its predecessor")
+        assert heir.alive(), heir.tail()
+        assert json.loads(line[line.index("{"):])["members"] == [member]
+        with EventProducer(settings, view) as producer:
+            producer.send_many(synthetic_payments(users=5, events=50, start_ms=1_767_225_600_000,
+                                                  end_ms=1_767_229_200_000))
+        wait_caught_up(settings, settings.worker_group, view.topic, producer.report.heads, timeout_s=120,
+                       alive=heir.alive)
+    finally:
+        heir.stop()
