@@ -15,8 +15,8 @@ import dataclasses
 import time
 
 from schemas.codec import EventDecoder, EventEncoder
-from streams.definitions import Feature, FeatureView, load_views
-from streams.demo import synthetic_payments
+from streams.cli.demo import synthetic_payments
+from streams.definitions.view import Feature, FeatureView, load_views
 from streams.kernel.engine import ViewEngine
 from streams.kernel.processor import SourceRecord, ViewProcessor
 from streams.kernel.watermark import Watermarks

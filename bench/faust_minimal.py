@@ -12,7 +12,7 @@ import tempfile
 import faust
 
 from bench.done_counter import DoneCounter
-from streams.tansu import FAUST_GROUP_TIMING, shorten_faust_fetch_wait
+from streams.broker.tansu import FAUST_GROUP_TIMING, shorten_faust_fetch_wait
 
 topic_name, expected = sys.argv[1], int(sys.argv[2])
 shorten_faust_fetch_wait(50)

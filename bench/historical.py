@@ -25,9 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sinks.historical import OfflineReader
-from streams.definitions import load_views
-from streams.progress import Progress
+from sinks.offline.join import OfflineReader
+from streams.cli.progress import Progress
+from streams.definitions.view import load_views
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "payments" / "features.py"
 DAY = 86_400_000

@@ -21,16 +21,16 @@ import time
 import urllib.request
 from pathlib import Path
 
-from sinks.online import OnlineStore
-from sinks.reads import FeatureReader
-from sinks.records import StateWrite
+from sinks.observe.served_log import ServedLog
+from sinks.online.reads import FeatureReader
+from sinks.online.store import OnlineStore
 from sinks.redis_client import connect_redis, connect_redis_async, mget
-from sinks.served_log import ServedLog
-from streams.definitions import load_views
+from streams.definitions.view import load_views
 from streams.kernel.engine import Event, EventBatch, ViewEngine
-from streams.redis_cluster import LocalRedisCluster
+from streams.kernel.records import StateWrite
 from streams.settings import Settings
-from streams.stack import EmbeddedStack, free_port, port_open, wait_until
+from streams.stack.embedded import EmbeddedStack, free_port, port_open, wait_until
+from streams.stack.redis_cluster import LocalRedisCluster
 
 FEATURES = Path(__file__).with_name("online_features.py")
 

@@ -20,11 +20,11 @@ from pathlib import Path
 from bench.throughput import features_file, rillet_workers
 from replay.parallel import run_parallel
 from replay.run import Replay
-from streams.definitions import load_views
-from streams.demo import synthetic_payments
-from streams.progress import Progress
+from streams.cli.demo import synthetic_payments
+from streams.cli.progress import Progress
+from streams.definitions.view import load_views
 from streams.settings import Settings
-from streams.stack import EmbeddedStack
+from streams.stack.embedded import EmbeddedStack
 
 
 def _cpu_seconds() -> float:

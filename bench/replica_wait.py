@@ -4,7 +4,7 @@
 
 An embedded Tansu and Valkey, and a second Valkey replicating the first. One `rillet worker`
 through N payments with `RILLET_REDIS_REPLICA_ACKS=0` (no WAIT), then again, on a fresh topic,
-with the default 1 (each batch's writes end with `WAIT 1`, sinks/write_epochs.py). Prints both
+with the default 1 (each batch's writes end with `WAIT 1`, sinks/online/write_epochs.py). Prints both
 rates and their ratio: the price of a commit point a failover cannot pass.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 import redis
 
 from bench.throughput import features_file, rillet_workers
-from streams.definitions import load_views
-from streams.demo import synthetic_payments
+from streams.cli.demo import synthetic_payments
+from streams.definitions.view import load_views
 from streams.settings import Settings
-from streams.stack import EmbeddedStack, ManagedProcess, free_port, valkey_binary, wait_until
+from streams.stack.embedded import EmbeddedStack, ManagedProcess, free_port, valkey_binary, wait_until
 
 
 def main() -> None:

@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.throughput import features_file, publish
-from streams.definitions import load_views
-from streams.demo import synthetic_payments, worker_process
-from streams.lag import wait_caught_up
+from sinks.observe.status import topic_heads
+from streams.broker.lag import wait_caught_up
+from streams.cli.demo import synthetic_payments, worker_process
+from streams.definitions.view import load_views
 from streams.settings import Settings
-from streams.stack import EmbeddedStack, free_port
-from streams.status import topic_heads
+from streams.stack.embedded import EmbeddedStack, free_port
 
 SCENARIOS = ("memory", "disk", "new-machine", "standby")
 READ_BACK = re.compile(r"state read back from the changelogs: (\d+) records in ([\d.]+) s \((\d+) records/s\)")

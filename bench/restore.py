@@ -19,14 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from sinks.online.restore import restore_online
 from sinks.redis_client import connect_redis
-from sinks.restore import restore_online
-from streams.definitions import load_views
-from streams.demo import worker_process
-from streams.lag import wait_caught_up
-from streams.producer import EventProducer
+from streams.broker.lag import wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import worker_process
+from streams.definitions.view import load_views
 from streams.settings import Settings
-from streams.stack import EmbeddedStack, free_port, wait_until
+from streams.stack.embedded import EmbeddedStack, free_port, wait_until
 
 FEATURES = Path(__file__).resolve().parent.parent / "examples" / "payments" / "features.py"
 

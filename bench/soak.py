@@ -23,15 +23,15 @@ import threading
 import time
 from pathlib import Path
 
-from sinks.reads import FeatureReader
+from sinks.online.reads import FeatureReader
 from sinks.redis_client import connect_redis
-from streams.definitions import load_views
-from streams.demo import worker_process
-from streams.lag import committed_offsets, wait_caught_up
-from streams.probe import worker_metric
-from streams.producer import EventProducer
+from streams.broker.lag import committed_offsets, wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import worker_process
+from streams.definitions.view import load_views
 from streams.settings import Settings
-from streams.stack import EmbeddedStack, ManagedProcess, free_port, redis_answers, wait_until
+from streams.stack.embedded import EmbeddedStack, ManagedProcess, free_port, redis_answers, wait_until
+from streams.worker.probe import worker_metric
 
 FEATURES = Path(__file__).resolve().parent.parent / "examples" / "payments" / "features.py"
 

@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 from bench.engine import records_for, run, with_rich_features
-from streams.definitions import FeatureView, load_views
-from streams.demo import synthetic_payments, worker_process
-from streams.probe import worker_health, worker_metric
-from streams.producer import EventProducer
+from streams.broker.producer import EventProducer
+from streams.cli.demo import synthetic_payments, worker_process
+from streams.definitions.view import FeatureView, load_views
 from streams.settings import Settings
-from streams.stack import EmbeddedStack, free_port, wait_until
+from streams.stack.embedded import EmbeddedStack, free_port, wait_until
+from streams.worker.probe import worker_health, worker_metric
 
 FEATURES = Path(__file__).with_name("features.py")
 

@@ -28,8 +28,8 @@ from streams.errors import RilletError
 __all__ = ["run_parallel", "shares"]
 
 #: imported once by the forkserver, before any child forks from it
-PRELOAD = ["replay.run", "sinks.offline", "sinks.online", "streams.definitions", "streams.kernel.engine",
-           "schemas.codec", "confluent_kafka", "pyarrow.parquet", "redis"]
+PRELOAD = ["replay.run", "sinks.offline.store", "sinks.online.store", "streams.definitions.view",
+           "streams.kernel.engine", "schemas.codec", "confluent_kafka", "pyarrow.parquet", "redis"]
 
 
 def shares(partitions: list[int], processes: int) -> list[list[int]]:
@@ -40,7 +40,7 @@ def shares(partitions: list[int], processes: int) -> list[list[int]]:
 def _replay_share(env: dict[str, str], features_path: str, view_name: str, share: list[int],
                   from_ms: int | None, until_ms: int | None, batch_size: int) -> dict[str, float]:
     """In a child: replay `share` of the view's partitions (its own clients), return its counts and CPU time."""
-    from streams.definitions import load_views
+    from streams.definitions.view import load_views
     from streams.settings import Settings
 
     settings = Settings.from_env(env)

@@ -12,7 +12,7 @@ the same per-partition and per-entity offsets the worker uses.
 
 When every partition has reached the head, the replay hands its offsets to
 the new version's live consumer group and switches the active pointer
-(`sinks.versions`). With `--until` it stops at that event time and does not
+(`sinks.online.versions`). With `--until` it stops at that event time and does not
 switch: a backfill for training data. Dead letters are only counted: the live
 worker already sent each one to the DLQ.
 """
@@ -28,19 +28,19 @@ from dataclasses import dataclass, field
 
 from schemas.codec import EventDecoder
 from schemas.store import open_schema_store
-from sinks.offline import OfflineStore
-from sinks.online import OnlineStore, aggregated_counts
+from sinks.offline.store import OfflineStore
+from sinks.online.store import OnlineStore, aggregated_counts
+from sinks.online.versions import VersionInfo, VersionRegistry, live_group
 from sinks.redis_client import connect_redis
-from sinks.versions import VersionInfo, VersionRegistry, live_group
 from streams import faults
-from streams.definitions import FeatureView
+from streams.broker.kafka_log import client_config
+from streams.broker.tansu import fetch_high_watermarks
+from streams.definitions.view import FeatureView
 from streams.errors import EventDecodeError, RilletError
-from streams.kafka_log import client_config
 from streams.kernel.engine import ViewEngine
 from streams.kernel.processor import SourceRecord, ViewProcessor, resume_collector
 from streams.kernel.watermark import PartitionProgress, Watermarks
 from streams.settings import Settings
-from streams.tansu import fetch_high_watermarks
 
 __all__ = ["PartitionRange", "Replay", "ReplayReport"]
 

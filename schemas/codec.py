@@ -18,7 +18,7 @@ import fastavro
 from fastavro.validation import validate
 
 from schemas.store import SchemaStore, UnknownSchemaError, subject_for
-from streams.definitions import FeatureView
+from streams.definitions.view import FeatureView
 from streams.errors import EventDecodeError, RilletError
 from streams.kernel.engine import Event
 from streams.timeutil import datetime_to_ms

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from streams.settings import Settings
-from streams.stack import EmbeddedStack
+from streams.stack.embedded import EmbeddedStack
 
 
 def docker_engine_problem() -> str | None:
@@ -53,7 +53,7 @@ def stack(request, tmp_path_factory):
     """The running stack; "cluster" (tests marked tests.helpers.WITH_CLUSTER) is the embedded one with a three-master
     Valkey cluster of its own for Redis."""
     if request.param == "cluster":
-        from streams.redis_cluster import LocalRedisCluster
+        from streams.stack.redis_cluster import LocalRedisCluster
 
         workdir = tmp_path_factory.mktemp("cluster-stack")
         with LocalRedisCluster(3, workdir / "redis") as cluster:

@@ -63,7 +63,7 @@ class RegistryProcess:
     """`rillet registry` as a child process on a free port, with its state in `data`."""
 
     def __init__(self, data: Path) -> None:
-        from streams.stack import free_port
+        from streams.stack.embedded import free_port
 
         self.data, self.port, self.proc = data, free_port(), None
 
@@ -75,7 +75,7 @@ class RegistryProcess:
         import subprocess
         import sys
 
-        from streams.stack import port_open, wait_until
+        from streams.stack.embedded import port_open, wait_until
 
         self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "registry", "--port", str(self.port),
                                       "--data", str(self.data)], stdout=subprocess.DEVNULL,
@@ -107,7 +107,7 @@ def view_under_test(stack: Any, tmp_path: Path, template: str, prefix: str, **se
     """Write `template` (with `{name}` and `{schema}`) as a features file, load it, and derive settings
     whose offline path, state dir and worker group belong to this test alone."""
     from schemas import SCHEMA_DIR
-    from streams.definitions import load_views
+    from streams.definitions.view import load_views
 
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     features = tmp_path / "features.py"
@@ -121,7 +121,7 @@ def view_under_test(stack: Any, tmp_path: Path, template: str, prefix: str, **se
 def assert_online_equals_oracle(settings: Any, view: Any, history: list[dict]) -> None:
     """Every entity's online values, read at its latest event, equal the oracle's over `history`
     (payment events, none late): the check the crash, outage and scale-out tests share."""
-    from sinks.reads import FeatureReader
+    from sinks.online.reads import FeatureReader
     from sinks.redis_client import connect_redis
     from tests.oracle import OEvent, close, value_at
 

@@ -108,7 +108,7 @@ def test_broken_features_file_is_one_line(tmp_path, body, needle, command):
 
 
 def test_a_good_definition_still_loads(tmp_path):
-    from streams.definitions import load_views
+    from streams.definitions.view import load_views
 
     [view] = load_views(_features(tmp_path, GOOD_VIEW.format(entity="user_id", event_time="event_time",
                                                              field="merchant", agg="count_distinct")))
@@ -136,7 +136,7 @@ def test_a_directory_as_features_file_says_so(tmp_path):
 
 
 def test_redis_down_is_one_line():
-    from streams.stack import free_port
+    from streams.stack.embedded import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     result = rillet("get", "--view", "payments", "--entity", "u1", env={"RILLET_REDIS_URL": url})
@@ -159,7 +159,7 @@ def test_serve_on_a_port_in_use_is_one_line():
 
 
 def test_broker_down_is_one_line_per_problem(tmp_path):
-    from streams.stack import free_port
+    from streams.stack.embedded import free_port
 
     events = tmp_path / "e.jsonl"
     events.write_text('{"user_id": "u1", "amount": 1.0, "merchant": "m", "event_time": 1}\n')
@@ -217,12 +217,12 @@ def test_historical_into_a_missing_folder_is_one_line(tmp_path):
 
 def test_a_taken_web_port_is_one_line_when_chosen_and_another_port_when_not(tmp_path):
     """A second worker on one host: RILLET_WEB_PORT set to a taken port is a one-line error naming it; with
-    the default taken, the worker picks a free port and says which (streams.cli._free_web_port)."""
+    the default taken, the worker picks a free port and says which (streams.cli.run.free_web_port)."""
     import json
     import logging
     import socket
 
-    from streams.cli import _free_web_port
+    from streams.cli.run import free_web_port
     from streams.settings import Settings
 
     with socket.socket() as taken:
@@ -240,7 +240,7 @@ def test_a_taken_web_port_is_one_line_when_chosen_and_another_port_when_not(tmp_
         handler.emit = records.append
         logging.getLogger("rillet").addHandler(handler)
         try:
-            chosen = _free_web_port(Settings.from_env({}, web_port=port), explicit=False)
+            chosen = free_web_port(Settings.from_env({}, web_port=port), explicit=False)
         finally:
             logging.getLogger("rillet").removeHandler(handler)
         assert chosen.web_port != port

@@ -1,5 +1,6 @@
 """The house's rules, measured from the imports (every `import`, in functions and under TYPE_CHECKING too):
-no circle among rillet's modules, and nothing below `replay/` imports it but the command line."""
+each module lives in a room, a room imports only itself and the rooms below it, no module imports
+its way round in a circle, every Redis key is built in one module and every offline path in one."""
 
 from __future__ import annotations
 
@@ -8,6 +9,34 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("streams", "sinks", "replay", "schemas")
+
+#: the rooms, lowest first; a module belongs to the room with the longest matching prefix
+ROOMS: list[tuple[str, tuple[str, ...]]] = [
+    ("core", ("streams.errors", "streams.timeutil", "streams.settings", "streams.faults", "streams.http_body")),
+    ("windows", ("streams.windows",)),
+    ("aggregations", ("streams.aggregations",)),
+    ("definitions", ("streams.definitions", "streams")),  # `streams` itself re-exports the definitions
+    ("kernel", ("streams.kernel",)),
+    ("clients", ("sinks.redis_client",)),  # connecting to Redis, as the schema store does too
+    ("schemas", ("schemas",)),
+    ("broker", ("streams.broker",)),
+    ("stack", ("streams.stack",)),
+    ("online", ("sinks.online",)),
+    ("offline", ("sinks.offline",)),
+    ("observe", ("sinks.observe",)),
+    ("serve", ("sinks.serve",)),
+    ("sinks", ("sinks",)),  # `sinks` itself re-exports the stores and readers
+    ("worker", ("streams.worker",)),
+    ("replay", ("replay",)),
+    ("cli", ("streams.cli",)),
+]
+
+
+def room_of(module: str) -> tuple[int, str]:
+    best = max(((len(prefix), rank, name) for rank, (name, prefixes) in enumerate(ROOMS) for prefix in prefixes
+                if module == prefix or module.startswith(prefix + ".")), default=None)
+    assert best is not None, f"{module} is in no room: add it to ROOMS"
+    return best[1], best[2]
 
 
 def _modules() -> dict[str, Path]:
@@ -70,7 +99,32 @@ def test_no_import_circle():
     assert _circles(_imports()) == []
 
 
-def test_nothing_below_replay_imports_it_but_the_command_line():
-    upward = sorted((name, target) for name, targets in _imports().items() for target in targets
-                    if target.startswith("replay") and not name.startswith("replay") and name != "streams.cli")
+def test_every_module_imports_only_its_own_room_and_the_rooms_below():
+    upward = sorted(f"{name} ({room_of(name)[1]}) imports {target} ({room_of(target)[1]})"
+                    for name, targets in _imports().items() for target in targets
+                    if room_of(target)[0] > room_of(name)[0])
     assert upward == []
+
+
+def _builders(fragment: str) -> list[str]:
+    """Modules with a string or f-string part ending in `fragment` (as `f"view={name}"` does)."""
+    found = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(fragment):
+                found.append(name)
+                break
+    return sorted(found)
+
+
+def test_every_offline_path_is_built_in_one_module():
+    assert _builders("view=") == _builders("version=") == ["sinks.offline.store"]
+
+
+def test_every_redis_key_is_built_in_one_module():
+    assert _builders("rillet:") == ["sinks.online.keys"]
+
+
+def test_no_file_is_much_over_400_lines():
+    long = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > 450}
+    assert long == {}

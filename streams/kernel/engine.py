@@ -28,12 +28,12 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from streams.definitions import FeatureView
+from streams.aggregations.base import Aggregation
+from streams.aggregations.catalog import get_aggregation
+from streams.aggregations.columns import BatchField, FieldGroups
+from streams.definitions.view import FeatureView
 from streams.errors import RilletError
-from streams.kernel.aggregations import Aggregation
-from streams.kernel.catalog import get_aggregation
-from streams.kernel.event_columns import BatchField, FieldGroups
-from streams.kernel.windows import Session
+from streams.windows import Session
 
 __all__ = [
     "NO_WATERMARK",
@@ -149,14 +149,9 @@ class ViewEngine:
         self.fields = list(dict.fromkeys(f.field for f in view.features if f.field is not None))
         for feature in view.features:
             self._compile(feature.name, feature.field, feature.aggregation, feature.window)
-        self.session_columns = [
-            f"session_{label}_{part}"
-            for label in (
-                Session(gap).label.removeprefix("session_") for gap in self.session_gaps
-            )
-            for part in ("start", "end", "active")
-        ]
-        self.value_names = [o.name for o in self.outputs] + self.session_columns
+        self.session_columns = view.session_columns
+        self.value_names = view.value_names
+        assert [o.name for o in self.outputs] == [f.name for f in view.features]
         layout = repr((self.grid_steps, self.grid_keep, self.session_gaps,
                        [[(s.field, s.agg.name) for s in g] for g in self.grid_slots],
                        [[(s.field, s.agg.name) for s in g] for g in self.session_slots]))

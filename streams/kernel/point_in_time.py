@@ -16,7 +16,7 @@ at `t` are one contiguous range [lo, hi) of the log:
   point before it where two consecutive events are more than `gap` apart.
 
 Two `searchsorted` calls find every range; each aggregation's `over_ranges`
-(streams.kernel.aggregations) reduces them. The windows, aggregations and names come
+(streams.aggregations.base) reduces them. The windows, aggregations and names come
 from the view's compiled `ViewEngine`, the same one the worker and online
 reads use. Pure: arrays in, arrays out.
 """
@@ -30,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from streams.aggregations.columns import EventColumn, sorted_unique
 from streams.kernel.engine import ViewEngine
-from streams.kernel.event_columns import EventColumn, sorted_unique
 
 __all__ = ["EventLog", "PointInTimeValues", "epoch_ms", "evaluate_at"]
 

@@ -12,16 +12,26 @@ import gc
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from schemas.codec import EventDecoder
-from sinks.records import EventRows, StateWrite
 from streams.errors import EventDecodeError
 from streams.kernel.engine import NO_WATERMARK, EntityState, Event, EventBatch, ViewEngine
+from streams.kernel.records import EventRows, StateWrite
 from streams.kernel.watermark import Watermarks
 
-__all__ = ["BatchResult", "DeadLetter", "SourceRecord", "ViewProcessor", "pause_collector", "resume_collector"]
+__all__ = ["BatchResult", "DeadLetter", "Decoder", "SourceRecord", "ViewProcessor", "pause_collector",
+           "resume_collector"]
+
+
+class Decoder(Protocol):
+    """Turns one record's bytes into an `Event` (`schemas.codec.EventDecoder` is the one in use): the kernel
+    gets the decoder handed in, so it depends on no wire format and does no I/O to look schemas up."""
+
+    def decode(self, raw: bytes | None, timestamp_ms: int | None, partition: int, offset: int) -> Event:
+        """Raises `EventDecodeError` (with a dead-letter reason) for a record that is not a valid event."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +86,7 @@ class BatchResult:
 class ViewProcessor:
     """Applies batches of one view's source records to entity states."""
 
-    def __init__(self, engine: ViewEngine, decoder: EventDecoder, watermarks: Watermarks) -> None:
+    def __init__(self, engine: ViewEngine, decoder: Decoder, watermarks: Watermarks) -> None:
         self.engine = engine
         self.decoder = decoder
         self.watermarks = watermarks

@@ -11,10 +11,10 @@ import uuid
 
 import pytest
 
-from streams.demo import worker_process
-from streams.lag import wait_caught_up
-from streams.stack import broker_answers, free_port, wait_until
-from streams.topics import partition_counts
+from streams.broker.lag import wait_caught_up
+from streams.broker.topics import partition_counts
+from streams.cli.demo import worker_process
+from streams.stack.embedded import broker_answers, free_port, wait_until
 from tests.helpers import view_under_test
 
 pytestmark = pytest.mark.integration
@@ -121,7 +121,7 @@ def test_up_starts_and_stops_cleanly(tmp_path):
 def _records_in(settings, topic: str) -> int:
     from collections import namedtuple
 
-    from streams.tansu import fetch_high_watermarks
+    from streams.broker.tansu import fetch_high_watermarks
 
     tp = namedtuple("tp", "topic partition")
     return sum(fetch_high_watermarks(settings.bootstrap_servers,

@@ -30,11 +30,11 @@ import redis.asyncio.cluster as acluster
 
 from sinks import redis_client
 from sinks.redis_client import REDIS_DOWN
-from streams.demo import synthetic_payments, worker_process
-from streams.lag import wait_caught_up
-from streams.producer import EventProducer
-from streams.redis_cluster import LocalRedisCluster
-from streams.stack import free_port, port_open, wait_until
+from streams.broker.lag import wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import synthetic_payments, worker_process
+from streams.stack.embedded import free_port, port_open, wait_until
+from streams.stack.redis_cluster import LocalRedisCluster
 from tests.helpers import assert_online_equals_oracle, view_under_test
 
 pytestmark = pytest.mark.integration

@@ -19,13 +19,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from sinks.historical import OfflineReader
-from sinks.reads import FeatureReader
+from sinks.offline.join import OfflineReader
+from sinks.online.reads import FeatureReader
 from sinks.redis_client import connect_redis
-from streams.demo import worker_process
-from streams.lag import wait_caught_up
-from streams.producer import EventProducer
-from streams.stack import free_port
+from streams.broker.lag import wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import worker_process
+from streams.stack.embedded import free_port
 from tests.helpers import WITH_CLUSTER, decode_payment, read_topic, view_under_test
 from tests.oracle import OEvent, close, late_mask, value_at
 

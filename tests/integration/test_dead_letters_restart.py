@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from streams.demo import synthetic_payments, worker_process
+from streams.broker.lag import wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import synthetic_payments, worker_process
 from streams.errors import StackError
-from streams.lag import wait_caught_up
-from streams.producer import EventProducer
-from streams.stack import free_port, wait_until
+from streams.stack.embedded import free_port, wait_until
 from tests.helpers import assert_online_equals_oracle, view_under_test
 from tests.integration.test_restarts import FEATURES
 

@@ -28,18 +28,18 @@ import uuid
 import pyarrow.parquet as pq
 import pytest
 
-from sinks.historical import VERSIONS_METADATA
-from sinks.reads import FeatureReader
+from sinks.observe.served_log import ServedLog
+from sinks.observe.status import topic_heads
+from sinks.offline.join import VERSIONS_METADATA
+from sinks.online.reads import FeatureReader
 from sinks.redis_client import connect_redis
-from sinks.served_log import ServedLog
-from streams.demo import worker_process
-from streams.entity_keys import composite_key
+from streams.broker.lag import wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import worker_process
+from streams.definitions.entity_keys import composite_key
+from streams.definitions.services import load_definitions
 from streams.kernel.engine import AsOfTooEarlyError
-from streams.lag import wait_caught_up
-from streams.producer import EventProducer
-from streams.services import load_definitions
-from streams.stack import free_port, wait_until
-from streams.status import topic_heads
+from streams.stack.embedded import free_port, wait_until
 from tests.oracle import OEvent, close, value_at
 
 pytestmark = pytest.mark.integration

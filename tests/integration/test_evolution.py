@@ -13,12 +13,12 @@ import json
 import pytest
 
 import schemas
-from sinks.reads import FeatureReader
+from sinks.online.reads import FeatureReader
 from sinks.redis_client import connect_redis
-from streams.demo import worker_process
-from streams.lag import wait_caught_up
-from streams.producer import EventProducer
-from streams.stack import free_port
+from streams.broker.lag import wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import worker_process
+from streams.stack.embedded import free_port
 from tests.helpers import view_under_test
 
 pytestmark = pytest.mark.integration

@@ -22,11 +22,11 @@ import signal
 
 import pytest
 
-from streams.demo import synthetic_payments, worker_process
-from streams.lag import wait_caught_up
-from streams.producer import EventProducer
-from streams.redis_cluster import LocalRedisCluster
-from streams.stack import free_port, wait_until
+from streams.broker.lag import wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import synthetic_payments, worker_process
+from streams.stack.embedded import free_port, wait_until
+from streams.stack.redis_cluster import LocalRedisCluster
 from tests.helpers import assert_online_equals_oracle, view_under_test
 
 pytestmark = pytest.mark.integration

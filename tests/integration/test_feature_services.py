@@ -26,16 +26,16 @@ import uuid
 import pyarrow as pa
 import pytest
 
-from sinks.historical import OfflineReader
-from sinks.reads import FeatureReader
+from sinks.offline.join import OfflineReader
+from sinks.online.reads import FeatureReader
 from sinks.redis_client import connect_redis
-from streams.demo import worker_process
-from streams.derived import errors as derived_errors
-from streams.entity_keys import composite_key
-from streams.lag import wait_caught_up
-from streams.producer import EventProducer
-from streams.services import load_definitions
-from streams.stack import free_port, port_open, wait_until
+from streams.broker.lag import wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import worker_process
+from streams.definitions.derived import errors as derived_errors
+from streams.definitions.entity_keys import composite_key
+from streams.definitions.services import load_definitions
+from streams.stack.embedded import free_port, port_open, wait_until
 from tests.helpers import WITH_CLUSTER
 from tests.oracle import OEvent, close, value_at
 

@@ -12,10 +12,10 @@ import urllib.request
 
 import pytest
 
-from streams.demo import synthetic_payments, worker_process
-from streams.lag import wait_caught_up
-from streams.producer import EventProducer
-from streams.stack import free_port
+from streams.broker.lag import wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import synthetic_payments, worker_process
+from streams.stack.embedded import free_port
 from tests.helpers import view_under_test
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, checks
 
-from streams.stack import free_port, port_open, wait_until
+from streams.stack.embedded import free_port, port_open, wait_until
 from tests.helpers import RegistryProcess, view_under_test
 
 pytestmark = pytest.mark.integration

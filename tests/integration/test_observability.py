@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sinks.observe.status import topic_heads, view_status
+from sinks.online.versions import VersionRegistry
 from sinks.redis_client import connect_redis
-from sinks.versions import VersionRegistry
-from streams.demo import synthetic_payments, worker_process
+from streams.broker.lag import wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import synthetic_payments, worker_process
 from streams.errors import DEAD_LETTER_REASONS
-from streams.lag import wait_caught_up
-from streams.producer import EventProducer
-from streams.stack import free_port, wait_until
-from streams.status import topic_heads, view_status
+from streams.stack.embedded import free_port, wait_until
 from tests.helpers import view_under_test
 
 pytestmark = pytest.mark.integration

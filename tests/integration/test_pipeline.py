@@ -17,13 +17,13 @@ from collections import Counter
 
 import pytest
 
-from sinks.offline import read_offline
-from sinks.reads import FeatureReader
+from sinks.offline.store import read_offline
+from sinks.online.reads import FeatureReader
 from sinks.redis_client import connect_redis
-from streams.demo import worker_process
-from streams.lag import wait_caught_up
-from streams.producer import EventProducer
-from streams.stack import free_port
+from streams.broker.lag import wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import worker_process
+from streams.stack.embedded import free_port
 from tests.helpers import WITH_CLUSTER, consume, decode_payment, read_topic, view_under_test
 from tests.oracle import OEvent, close, late_mask, value_at
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from schemas import SCHEMA_DIR
-from streams.producer import EventProducer
-from streams.services import load_definitions
+from streams.broker.producer import EventProducer
+from streams.definitions.services import load_definitions
 
 pytestmark = pytest.mark.integration
 

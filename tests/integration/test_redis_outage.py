@@ -16,14 +16,14 @@ import sys
 
 import pytest
 
-from sinks.offline import read_offline
+from sinks.offline.store import read_offline
+from sinks.online.versions import VersionRegistry
 from sinks.redis_client import connect_redis
-from sinks.versions import VersionRegistry
-from streams.demo import synthetic_payments, worker_process
-from streams.lag import committed_offsets, wait_caught_up
-from streams.probe import worker_metric
-from streams.producer import EventProducer
-from streams.stack import EmbeddedStack, free_port, redis_answers, wait_until
+from streams.broker.lag import committed_offsets, wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import synthetic_payments, worker_process
+from streams.stack.embedded import EmbeddedStack, free_port, redis_answers, wait_until
+from streams.worker.probe import worker_metric
 from tests.helpers import assert_online_equals_oracle, view_under_test
 
 pytestmark = pytest.mark.integration

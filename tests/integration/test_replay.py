@@ -20,14 +20,14 @@ import threading
 import pyarrow.parquet as pq
 import pytest
 
-from sinks.reads import FeatureReader
+from sinks.online.reads import FeatureReader
+from sinks.online.versions import VersionRegistry
 from sinks.redis_client import connect_redis
-from sinks.versions import VersionRegistry
-from streams.definitions import load_views
-from streams.demo import synthetic_payments, worker_process
-from streams.lag import wait_caught_up
-from streams.producer import EventProducer
-from streams.stack import free_port, wait_until
+from streams.broker.lag import wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import synthetic_payments, worker_process
+from streams.definitions.view import load_views
+from streams.stack.embedded import free_port, wait_until
 from tests.helpers import WITH_CLUSTER, assert_online_equals_oracle, view_under_test
 from tests.oracle import OEvent, close, value_at
 

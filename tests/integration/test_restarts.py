@@ -16,13 +16,13 @@ import random
 import pyarrow.parquet as pq
 import pytest
 
-from sinks.offline import read_offline
-from streams.demo import synthetic_payments, worker_process
+from sinks.offline.store import read_offline
+from streams.broker.lag import committed_offsets, wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import synthetic_payments, worker_process
 from streams.errors import StackError
-from streams.lag import committed_offsets, wait_caught_up
-from streams.probe import worker_health, worker_metric
-from streams.producer import EventProducer
-from streams.stack import free_port, wait_until
+from streams.stack.embedded import free_port, wait_until
+from streams.worker.probe import worker_health, worker_metric
 from tests.helpers import WITH_CLUSTER, assert_online_equals_oracle, view_under_test
 
 pytestmark = pytest.mark.integration

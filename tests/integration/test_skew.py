@@ -21,14 +21,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from sinks.keys import online_key
-from sinks.reads import FeatureReader
+from sinks.observe.served_log import ServedLog
+from sinks.online.keys import online_key
+from sinks.online.reads import FeatureReader
 from sinks.redis_client import connect_redis
-from sinks.served_log import ServedLog
-from streams.demo import synthetic_payments, worker_process
-from streams.lag import wait_caught_up
-from streams.producer import EventProducer
-from streams.stack import free_port
+from streams.broker.lag import wait_caught_up
+from streams.broker.producer import EventProducer
+from streams.cli.demo import synthetic_payments, worker_process
+from streams.stack.embedded import free_port
 from tests.helpers import view_under_test
 
 pytestmark = pytest.mark.integration

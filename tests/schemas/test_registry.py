@@ -10,7 +10,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from streams.stack import free_port
+from streams.stack.embedded import free_port
 from tests.helpers import RegistryProcess
 
 V1 = {"type": "record", "name": "Payment", "namespace": "t",

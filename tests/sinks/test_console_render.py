@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from sinks.console import HISTORY_STEP_MS, HOUR_MS, _chart, _skew, _time
+from sinks.serve.console import HISTORY_STEP_MS, HOUR_MS, _chart, _skew, _time
 from streams.timeutil import iso_to_ms
 
 NOW = 1_767_225_600_000

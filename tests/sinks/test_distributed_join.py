@@ -15,12 +15,12 @@ import random
 import pyarrow as pa
 import pytest
 
-from sinks.distributed_join import entity_partitions
-from sinks.historical import OfflineReader
-from sinks.offline import OfflineStore
-from sinks.records import EventRows
-from streams.definitions import load_views
+from sinks.offline.dask_join import entity_partitions
+from sinks.offline.join import OfflineReader
+from sinks.offline.store import OfflineStore
+from streams.definitions.view import load_views
 from streams.kernel.engine import Event
+from streams.kernel.records import EventRows
 from tests.sinks.test_historical import BASE, FEATURES, _rillet
 
 distributed = pytest.importorskip("distributed")

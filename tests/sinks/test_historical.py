@@ -16,12 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sinks.historical import OfflineReader
-from sinks.offline import OfflineStore
-from sinks.records import EventRows
-from streams.definitions import load_views
+from sinks.offline.join import OfflineReader
+from sinks.offline.store import OfflineStore
+from streams.definitions.view import load_views
 from streams.errors import ConfigError, UnknownFeatureError
 from streams.kernel.engine import Event
+from streams.kernel.records import EventRows
 from tests.oracle import OEvent, close, value_at
 
 FEATURES = """
@@ -149,7 +149,7 @@ def _rillet(root, *args):
 
 def test_an_empty_store_gives_typed_nulls(tmp_path):
     """Nothing processed yet (or only unknown entities): every feature is null, in its own type."""
-    from streams.definitions import load_views
+    from streams.definitions.view import load_views
 
     [view] = load_views(Path(__file__).resolve().parents[2] / "examples" / "payments" / "features.py")
     table = pa.table({"user_id": ["u1", "u2"], "event_timestamp": [BASE, BASE + 1]})

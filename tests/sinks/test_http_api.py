@@ -12,10 +12,10 @@ import urllib.request
 
 import pytest
 
-from sinks.online import OnlineStore
+from sinks.online.store import OnlineStore
 from sinks.redis_client import connect_redis_async
 from streams.kernel.engine import Event, ViewEngine
-from streams.stack import free_port, port_open, wait_until
+from streams.stack.embedded import free_port, port_open, wait_until
 from tests.helpers import view_under_test
 from tests.oracle import OEvent, close, value_at
 
@@ -52,7 +52,7 @@ def served(stack, tmp_path):
     states = {}
     for e in events:
         states[e.entity] = engine.apply(states.get(e.entity), Event(e.entity, e.t, e.values, 0, e.offset), e.t)
-    from sinks.records import StateWrite
+    from streams.kernel.records import StateWrite
 
     writes = [StateWrite(entity, engine.encode(s), s.latest_ms) for entity, s in states.items()]
 

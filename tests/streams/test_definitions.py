@@ -82,7 +82,7 @@ def test_bad_parameters_name_the_problem(make, needle):
 
 
 def test_composite_entities(tmp_path):
-    from streams.entity_keys import composite_key, key_column, row_from_text, split_key
+    from streams.definitions.entity_keys import composite_key, key_column, row_from_text, split_key
 
     schema = write_schema(tmp_path)
     view = FeatureView("v", "t", schema, ["entity", "tag"], [Feature("x", "sum", Tumbling("1m"))])
@@ -105,7 +105,7 @@ def test_composite_entities(tmp_path):
 
 
 def test_derived_features_evaluate_and_fail_per_row():
-    from streams.derived import derived, errors
+    from streams.definitions.derived import derived, errors
 
     @derived(inputs=["v:a", "v:b"])
     def ratio(a, b):
@@ -132,7 +132,7 @@ def test_every_dead_letter_reason_the_code_names_is_exported_from_the_start():
     import re
     from pathlib import Path
 
-    from streams.definitions import NotNull, Range
+    from streams.definitions.view import NotNull, Range
     from streams.errors import DEAD_LETTER_REASONS
 
     root = Path(__file__).parent.parent.parent

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from streams.derived import derived
+from streams.definitions.derived import derived
+from streams.definitions.services import pinned_versions, select
 from streams.errors import DefinitionError, RequestInputError
-from streams.services import pinned_versions, select
 
 
 def test_request_inputs_take_their_type_from_the_annotation_or_the_declaration():

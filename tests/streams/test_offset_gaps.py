@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from streams.broker.offset_gaps import GapReader, OffsetGap, fill_gaps, find_gaps
 from streams.kernel.processor import SourceRecord
-from streams.offset_gaps import GapReader, OffsetGap, fill_gaps, find_gaps
 
 
 def rec(partition: int, offset: int, topic: str = "t") -> SourceRecord:

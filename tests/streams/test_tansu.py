@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.tansu import fetch_high_watermarks
+from streams.broker.tansu import fetch_high_watermarks
 
 TP = namedtuple("TP", "topic partition")
 

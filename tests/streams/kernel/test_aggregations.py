@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.kernel.aggregations import EXACT_LIMIT
-from streams.kernel.catalog import AGGREGATIONS, get_aggregation
+from streams.aggregations.catalog import AGGREGATIONS, get_aggregation
+from streams.aggregations.distinct import EXACT_LIMIT
 from tests.oracle import close
 
 values = st.lists(st.one_of(st.integers(-1000, 1000), st.floats(-1e6, 1e6, allow_nan=False)), max_size=30)
@@ -70,7 +70,7 @@ def test_range_sums_survive_cancellation():
     """Naive summation of [1e17, 1, -1e17] gives 0; the contract asks for 1 to a relative 1e-9."""
     import numpy as np
 
-    from streams.kernel.event_columns import EventColumn
+    from streams.aggregations.columns import EventColumn
 
     column = EventColumn(np.array([1e17, 1.0, -1e17, 2.0]), np.array([True, True, True, False]))
     lo, hi = np.array([0, 0, 1, 3]), np.array([3, 4, 3, 4])
@@ -85,7 +85,7 @@ def test_a_range_reduces_to_the_same_bits_wherever_it_lies_in_the_log():
     another order than the same range in the middle (ufunc.reduce's pairwise blocking would)."""
     import numpy as np
 
-    from streams.kernel.event_columns import reduce_ranges
+    from streams.aggregations.columns import reduce_ranges
 
     x = np.array([-2.89, 80.25, 390.7, 270.19, 1.77, 188.22, 213.48, 37.86, 354.02])
     alone = reduce_ranges(np.add, x, np.array([0]), np.array([9]), 0.0)

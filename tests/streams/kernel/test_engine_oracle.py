@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from schemas.codec import EventDecoder, EventEncoder
-from streams.definitions import Feature, FeatureView
+from streams.definitions.view import Feature, FeatureView
 from streams.kernel.engine import ViewEngine
 from streams.kernel.processor import SourceRecord, ViewProcessor
 from streams.kernel.watermark import Watermarks
-from streams.kernel.windows import Lifetime, Session, Sliding, Tumbling
+from streams.windows import Lifetime, Session, Sliding, Tumbling
 from tests.helpers import MemorySchemaStore, write_schema
 from tests.oracle import OEvent, close, late_mask, value_at
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.kernel.catalog import get_aggregation
-from streams.kernel.event_columns import EventColumn
-from streams.kernel.percentiles import GAMMA_EXACT, bucket_keys, exact_bucket
+from streams.aggregations.catalog import get_aggregation
+from streams.aggregations.columns import EventColumn
+from streams.aggregations.percentiles import GAMMA_EXACT, bucket_keys, exact_bucket
 from tests.oracle import sketch_quantile
 
 
@@ -62,7 +62,7 @@ def test_the_rank_is_exact_for_the_decimal_as_written():
 
 
 def _groups(values: np.ndarray):
-    from streams.kernel.event_columns import BatchField
+    from streams.aggregations.columns import BatchField
 
     base = BatchField(values.tolist(), np.zeros(len(values), dtype=np.int64), np.arange(len(values)))
     return base.grouped(np.arange(len(values)))

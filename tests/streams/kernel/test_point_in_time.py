@@ -16,10 +16,10 @@ import pyarrow as pa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from streams.definitions import Feature, FeatureView
+from streams.definitions.view import Feature, FeatureView
 from streams.kernel.engine import ViewEngine
 from streams.kernel.point_in_time import EventLog, evaluate_at
-from streams.kernel.windows import Lifetime, Session, Sliding, Tumbling
+from streams.windows import Lifetime, Session, Sliding, Tumbling
 from tests.helpers import write_schema
 from tests.oracle import OEvent, close, value_at
 

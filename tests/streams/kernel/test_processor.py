@@ -5,11 +5,11 @@ from __future__ import annotations
 import struct
 
 from schemas.codec import EventDecoder, EventEncoder
-from streams.definitions import Feature, FeatureView, NotNull, Range
+from streams.definitions.view import Feature, FeatureView, NotNull, Range
 from streams.kernel.engine import ViewEngine
 from streams.kernel.processor import SourceRecord, ViewProcessor
 from streams.kernel.watermark import Watermarks
-from streams.kernel.windows import Tumbling
+from streams.windows import Tumbling
 from tests.helpers import MemorySchemaStore, write_schema
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from streams.definitions import Feature, FeatureView
+from streams.definitions.view import Feature, FeatureView
 from streams.kernel.engine import Event, ViewEngine
-from streams.kernel.windows import Session, Sliding, Tumbling
+from streams.windows import Session, Sliding, Tumbling
 from tests.helpers import write_schema
 
 

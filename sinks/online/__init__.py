@@ -1,0 +1,1 @@
+"""The online store in Redis: every key, the versions, writes, reads and restores."""

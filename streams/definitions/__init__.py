@@ -1,0 +1,1 @@
+"""What users declare: feature views, services, derived features, entity keys, and loading them from a file."""

@@ -1,0 +1,299 @@
+"""The Faust app: one agent per view, window state in changelog-backed tables.
+
+Faust does what it is good at here — partition assignment, tables with
+changelogs, recovery, offset commits — while the windowing is rillet's own
+kernel, driven by one `ViewAgent` per view (`streams.worker.agent`). The view
+topics reach the agents a fetch at a time through the batch transport. Faust
+runs at-least-once; states carry the last applied offset, so a re-delivered
+event is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.sensors import Monitor
+from faust.types import Message
+
+from sinks.online.versions import live_group
+from streams.broker.predecessors import remember_membership
+from streams.broker.tansu import FAUST_GROUP_TIMING, recover_tables_to_the_true_end
+from streams.definitions.view import FeatureView
+from streams.kernel.processor import resume_collector
+from streams.settings import Settings
+from streams.worker import batch_transport
+from streams.worker.agent import ViewAgent
+from streams.worker.logs import log_event
+from streams.worker.metrics import WorkerMetrics
+
+__all__ = ["build_app", "resolve_versions"]
+
+
+class QuietMonitor(Monitor):
+    """Faust's Monitor without its per-event and per-table-access bookkeeping, which nobody reads here
+    (rillet has its own /metrics): the do-nothing agent ran 1.16x faster without the Monitor. What
+    Faust itself asks of the Monitor (end offsets, rebalance and commit hooks) is kept."""
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_table_get(self, table: Any, key: Any) -> None:
+        return None
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        return None
+
+    def on_table_del(self, table: Any, key: Any) -> None:
+        return None
+
+
+def resolve_versions(settings: Settings, views: list[FeatureView]) -> dict[str, Any]:
+    """Each view's version this worker writes: the active one, which must be its definition.
+
+    Raises VersionMismatchError (saying to replay) otherwise.
+    """
+    from sinks.online.versions import VersionRegistry
+    from sinks.redis_client import connect_redis
+
+    registry = VersionRegistry(connect_redis(settings))
+    out = {}
+    for view in views:
+        out[view.name] = registry.get(view.name, registry.for_worker(view))
+    return out
+
+
+WATCH_EVERY_S = 0.5
+
+
+def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
+    """A Faust app with one batch agent per view; run it with `faust.Worker(app)`."""
+    from schemas.store import open_schema_store
+    from streams.broker.topics import partition_counts
+
+    extra: dict[str, Any] = {}
+    if settings.is_tansu:
+        extra.update(FAUST_GROUP_TIMING)
+        recover_tables_to_the_true_end(settings.bootstrap_servers)
+    # a dead worker's partitions move once its session ends; heartbeats at a sixth of it (at most 1 s) let the
+    # survivors hear of the rebalance within a fraction of it
+    extra.update(broker_session_timeout=settings.session_timeout_s,
+                 broker_heartbeat_interval=min(1.0, settings.session_timeout_s / 6))
+    brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
+    consumers = [f"{batch_transport.SCHEME}://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
+    versions = resolve_versions(settings, views)
+    Path(settings.state_dir).mkdir(parents=True, exist_ok=True)  # Faust refuses a missing data dir
+    app = faust.App(
+        live_group(settings.worker_group, versions),
+        broker=brokers,
+        broker_consumer=consumers,  # the batch transport: view topics arrive a fetch at a time
+        store="rocksdb://" if settings.state_store == "rocksdb" else "memory://",
+        autodiscover=False,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=settings.standby_replicas,
+        datadir=settings.state_dir,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_in_thread=False,
+        producer_linger=0.005,
+        # Faust's check that each assigned partition is processed: the batch transport feeds its monitor, so
+        # its ERROR means a stuck stream, and a stuck stream shows in 10 s instead of 5 min
+        stream_processing_timeout=10.0,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4 * settings.batch_size, 4096),
+        Monitor=QuietMonitor,
+        **extra,
+    )
+    metrics = WorkerMetrics()
+    store = open_schema_store(settings)
+    # The table's changelog must be co-partitioned with the source topic as it really is.
+    actual = partition_counts(settings)
+    agents = [
+        ViewAgent(app, view, settings, store, metrics, actual.get(view.topic, view.partitions or settings.partitions),
+                  versions[view.name].version, replayed=bool(versions[view.name].replay),
+                  dlq_partitions=actual.get(view.dlq_topic))
+        for view in views
+    ]
+    by_topic: dict[str, list[ViewAgent]] = {}
+    for agent in agents:
+        agent.peers = agents
+        by_topic.setdefault(agent.view.topic, []).append(agent)
+    for readers in by_topic.values():
+        app.topics.add(readers[0].source)  # subscribed; its records go to the agents through the batch transport
+    # Any number of views may read one topic: each fetch goes to every one of them, one after the other, and
+    # is acknowledged once all have stored it. Each view keeps its own progress; commits take the least.
+    app.rillet_batch_handlers = {topic: _each_view(readers) for topic, readers in by_topic.items()}  # type: ignore[attr-defined]
+    app.rillet_start_offsets = functools.partial(_start_offsets, by_topic)  # type: ignore[attr-defined]
+    # the state tables' changelogs are read back a fetch at a time on recovery (see streams.worker.batch_transport)
+    app.rillet_batch_changelogs = frozenset(agent.table.changelog_topic.get_topic_name()  # type: ignore[attr-defined]
+                                            for agent in agents)
+    app.rillet_batch_size = settings.batch_size  # type: ignore[attr-defined]
+    # Tansu's fetch long-poll sleeps about half the wait even with records ready: keep it short there
+    wait_ms = min(settings.batch_wait_ms, 50) if settings.is_tansu else settings.batch_wait_ms
+    app.rillet_fetch_wait_ms = wait_ms  # type: ignore[attr-defined]
+
+    @app.task
+    async def hold_a_batch_of_changelog_records() -> None:
+        # Faust's producer buffer flushes every 100 messages by default; a batch writes
+        # up to one changelog record per entity, so let it hold a whole batch.
+        app.producer.buffer.max_messages = max(app.producer.buffer.max_messages, 2 * settings.batch_size)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.render(), content_type="text/plain")
+
+    @app.page("/health")
+    async def health_page(web: Any, request: Any) -> Any:
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+        return web.json({"status": "ok", "views": [a.view.name for a in agents], "assigned": assigned})
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalance(sender: Any, **kwargs: Any) -> None:
+        for agent in agents:
+            agent.forget()
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+        log_event(logging.INFO, event="rebalance", assigned=assigned)
+
+    @app.timer(1.0)  # as often as Faust commits (broker_commit_interval)
+    async def commit_handled_offsets() -> None:
+        await _commit_handled(app, agents)
+
+    woke: dict[str, float | None] = {"at": None, "worst": 0.0}  # from the first tick: start-up is not drift
+
+    @app.timer(WATCH_EVERY_S)
+    async def watch_event_loop() -> None:
+        """How late this timer wakes: the event loop's drift, which heartbeats and commits suffer too."""
+        now = time.monotonic()
+        last, woke["at"] = woke["at"], now
+        if last is None:
+            return
+        drift = max(now - last - WATCH_EVERY_S, 0.0)
+        metrics.timer_drift.observe(drift)
+        if drift > woke["worst"]:
+            woke["worst"] = drift
+            metrics.timer_drift_max.set(drift)
+
+    @app.timer(1.0)
+    async def report_health() -> None:
+        resume_collector()  # paused while batches run: at least once a second it runs (streams.kernel.processor)
+        if not app.rebalancing:
+            for agent in agents:
+                await agent.report_health()
+
+    async def report_recovery() -> None:
+        """Recovery progress from Faust's recovery service, every half second until it is done (Faust's timers
+        start only once the worker is ready): remaining changelog records per view partition, and the rate."""
+        recovery = app.tables.recovery
+        last_total, last_at = None, time.monotonic()
+        while True:
+            await asyncio.sleep(0.5)
+            remaining = recovery.active_remaining() if recovery.in_recovery else {}
+            now, total = time.monotonic(), sum(max(n, 0) for n in remaining.values())
+            rate = max(last_total - total, 0) / max(now - last_at, 1e-9) if last_total is not None else 0.0
+            last_total, last_at = total, now
+            metrics.recovery_rate.set(rate)
+            for agent in agents:
+                changelog = agent.table._changelog_topic_name()  # noqa: SLF001 - ours (StateTable)
+                await agent.report_recovery({tp.partition: max(n, 0) for tp, n in remaining.items()
+                                             if tp.topic == changelog}, rate)
+            if not remaining and not app.rebalancing:
+                return
+
+    @app.on_partitions_assigned.connect
+    async def watch_recovery(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
+        coordinator = app.consumer._thread._consumer._coordinator  # noqa: SLF001 - aiokafka's, under Faust's
+        remember_membership(settings.state_dir, coordinator.group_id, coordinator.member_id)
+        task = getattr(app, "rillet_recovery_watch", None)
+        if task is None or task.done():
+            app.rillet_recovery_watch = asyncio.ensure_future(report_recovery())  # type: ignore[attr-defined]
+
+    @app.timer(1.0)
+    async def heal_redis() -> None:
+        await agents[0].exit_if_retired()  # an idle worker too: new-definition workers may be starting
+        for agent in agents:
+            await agent.heal_redis()
+
+    app.rillet_metrics = metrics  # type: ignore[attr-defined]
+    app.rillet_agents = agents  # type: ignore[attr-defined]
+    return app
+
+
+def _each_view(readers: list[ViewAgent]) -> batch_transport.BatchHandler:
+    """One topic's batch handler: the batch goes to each view reading the topic, in turn."""
+    if len(readers) == 1:
+        return readers[0].handle
+
+    async def handle(messages: list[Message]) -> None:
+        for agent in readers:
+            await agent.handle(messages)
+
+    return handle
+
+
+async def _start_offsets(by_topic: dict[str, list[ViewAgent]], partitions: Any) -> dict[Any, int | None]:
+    """Where each assigned view-topic partition must be read from: the least of its views' own positions
+    (None: from the beginning, for a view with no progress there yet).
+
+    The batch transport seeks there after each rebalance, so a view added to a deployment, a view
+    whose version a replay built, or a view behind the group's commit (the group was renamed by a
+    replay of another view) reads everything it has not stored; views ahead skip those records.
+    """
+    out: dict[Any, int | None] = {}
+    for tp in partitions:
+        readers = by_topic.get(tp.topic)
+        if readers:
+            starts = [await agent.start_offset(tp.partition) for agent in readers]
+            out[tp] = None if None in starts else min(starts)
+    return out
+
+
+async def _commit_handled(app: faust.App, agents: list[ViewAgent]) -> None:
+    """Commit each source partition up to the table's progress record, beside Faust's own commits.
+
+    Faust commits only offsets it saw acknowledged, without holes. Records it drops
+    while a worker joins (faust-streaming #596) leave a hole that never closes: seen
+    here as a worker that had applied every record (the table's progress at the
+    head) yet stayed hundreds of offsets behind on its commit until timeouts. The
+    progress record is written after a batch's sinks and dead letters, so every
+    offset up to it is handled, and committing there is safe.
+    """
+    if app.rebalancing:  # tables may be half restored; Faust seeks to the committed offsets after it
+        return
+    consumer = app.consumer
+    by_topic: dict[str, list[ViewAgent]] = {}
+    for agent in agents:
+        by_topic.setdefault(agent.view.topic, []).append(agent)
+    offsets = {}
+    for tp in consumer.assignment():
+        readers = by_topic.get(tp.topic)
+        if not readers:
+            continue
+        stored = [agent.watermarks.stored_last_offset(tp.partition) for agent in readers]
+        if None in stored:
+            continue  # a view that has stored nothing here yet: committing would pass what it must still read
+        last = min(stored)  # never past any view's own progress
+        committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - Faust's record of its last commit
+        unsynced = (tp.topic, tp.partition) in getattr(consumer, "rillet_unsynced", ())
+        if committed is None or last + 1 > committed or unsynced:
+            offsets[tp] = last + 1
+    if offsets:
+        if await consumer._commit_offsets(offsets):  # noqa: SLF001 - flushes the producer (changelog) first
+            for tp in offsets:
+                getattr(consumer, "rillet_unsynced", set()).discard((tp.topic, tp.partition))
