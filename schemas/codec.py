@@ -19,17 +19,13 @@ from fastavro.validation import validate
 
 from schemas.store import SchemaStore, UnknownSchemaError, subject_for
 from streams.definitions.view import FeatureView
-from streams.errors import EventDecodeError, RilletError
+from streams.errors import EventDecodeError, InvalidEventError
 from streams.kernel.engine import Event
 from streams.timeutil import datetime_to_ms
 
 __all__ = ["EventDecoder", "EventEncoder", "InvalidEventError"]
 
 _HEADER = struct.Struct(">bI")
-
-
-class InvalidEventError(RilletError, ValueError):
-    """An event does not match its schema; the message names the field."""
 
 
 class EventEncoder:

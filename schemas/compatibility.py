@@ -27,13 +27,9 @@ from avro.compatibility import (
     SchemaIncompatibilityType,
 )
 
-from streams.errors import RilletError
+from streams.errors import InvalidSchemaError
 
 __all__ = ["Incompatibility", "InvalidSchemaError", "Mode", "check", "check_pair"]
-
-
-class InvalidSchemaError(RilletError, ValueError):
-    """The text is not a valid Avro schema."""
 
 
 class Mode(StrEnum):

@@ -22,19 +22,12 @@ from aiohttp import web
 
 from schemas.compatibility import InvalidSchemaError, Mode, check, check_pair
 from schemas.registry_openapi import registry_openapi
+from streams.errors import RegistryError
 from streams.http_body import BodyError, read_json_body
 
 __all__ = ["RegistryError", "RegistryState", "make_app", "serve"]
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
-
-
-class RegistryError(Exception):
-    """A Confluent-style error: HTTP status, `error_code` and message (carried to the response body)."""
-
-    def __init__(self, status: int, error_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.error_code, self.message = status, error_code, message
 
 
 def _subject_not_found(subject: str) -> RegistryError:

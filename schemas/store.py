@@ -13,7 +13,7 @@ from typing import Protocol
 import fastavro
 import redis
 
-from streams.errors import RilletError
+from streams.errors import SchemaRegistrationError, UnknownSchemaError
 
 __all__ = [
     "ConfluentSchemaStore",
@@ -25,14 +25,6 @@ __all__ = [
     "open_schema_store",
     "subject_for",
 ]
-
-
-class UnknownSchemaError(RilletError, LookupError):
-    """No schema is registered under that id."""
-
-
-class SchemaRegistrationError(RilletError, ValueError):
-    """The registry refused a schema (incompatible: 409, invalid: 422) or could not be reached."""
 
 
 def subject_for(topic: str) -> str:

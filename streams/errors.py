@@ -1,4 +1,4 @@
-"""The one exception root of rillet, and the errors every layer shares.
+"""The one exception root of rillet, and every error rillet raises on purpose, whatever the layer.
 
 Each error also inherits the builtin it means, so callers that only know
 Python's own exceptions still catch it (httpx and attrs do the same).
@@ -8,14 +8,24 @@ from __future__ import annotations
 
 __all__ = [
     "DEAD_LETTER_REASONS",
+    "AsOfTooEarlyError",
+    "BodyError",
     "ConfigError",
     "DefinitionError",
     "EventDecodeError",
+    "InvalidEventError",
+    "InvalidSchemaError",
     "NaiveTimeError",
+    "RegistryError",
+    "ReplicasBehindError",
     "RequestInputError",
     "RilletError",
+    "SchemaRegistrationError",
     "StackError",
+    "StateLayoutError",
     "UnknownFeatureError",
+    "UnknownSchemaError",
+    "VersionMismatchError",
     "choices",
 ]
 
@@ -72,3 +82,54 @@ class EventDecodeError(RilletError, ValueError):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+
+
+# ---- raised by one room each; defined here so that every error has one root and one home
+
+
+class AsOfTooEarlyError(RilletError, ValueError):
+    """`as_of` asked for a time before the entity's latest processed event."""
+
+
+class StateLayoutError(RilletError, ValueError):
+    """Stored state was written by a different feature definition (replay into a new version)."""
+
+
+class BodyError(RilletError, ValueError):
+    """Why a request body could not be read as JSON, with the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class VersionMismatchError(RilletError, RuntimeError):
+    """A worker's definition is not the view's active version: it must not write there."""
+
+
+class ReplicasBehindError(RilletError, RuntimeError):
+    """Fewer replicas acknowledged a batch's writes than required: write it again before committing."""
+
+
+class InvalidSchemaError(RilletError, ValueError):
+    """The text is not a valid Avro schema."""
+
+
+class InvalidEventError(RilletError, ValueError):
+    """An event does not match its schema; the message names the field."""
+
+
+class RegistryError(RilletError):
+    """A Confluent-style error: HTTP status, `error_code` and message (carried to the response body)."""
+
+    def __init__(self, status: int, error_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error_code, self.message = status, error_code, message
+
+
+class UnknownSchemaError(RilletError, LookupError):
+    """No schema is registered under that id."""
+
+
+class SchemaRegistrationError(RilletError, ValueError):
+    """The registry refused a schema (incompatible: 409, invalid: 422) or could not be reached."""

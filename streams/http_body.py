@@ -13,17 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from streams.errors import RilletError
+from streams.errors import BodyError
 
 __all__ = ["BodyError", "read_json_body"]
-
-
-class BodyError(RilletError, ValueError):
-    """Why a request body could not be read as JSON, with the HTTP status to answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 async def read_json_body(request: web.Request, timeout_s: float = 10.0) -> Any:

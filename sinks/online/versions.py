@@ -40,17 +40,13 @@ from sinks.online.keys import (
     versions_key,
 )
 from streams.definitions.view import DEFAULT_MAX_FUTURE, Feature, FeatureView
-from streams.errors import RilletError, UnknownFeatureError
+from streams.errors import RilletError, UnknownFeatureError, VersionMismatchError
 from streams.windows import Lifetime, Session, Sliding, Tumbling
 
 __all__ = ["VersionInfo", "VersionMismatchError", "VersionRegistry", "live_group", "view_from_spec", "view_spec"]
 
 BUILDING, ACTIVE, RETIRED = "building", "active", "retired"
 GC_GRACE_S = 60.0  # a retired version's states outlive any read that may still follow its old pointer
-
-
-class VersionMismatchError(RilletError, RuntimeError):
-    """A worker's definition is not the view's active version: it must not write there."""
 
 
 @dataclass

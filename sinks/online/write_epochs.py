@@ -30,6 +30,8 @@ from typing import Any
 
 from redis.crc import key_slot
 
+from streams.errors import ReplicasBehindError
+
 __all__ = ["EPOCH_CAS", "Node", "ReplicasBehindError", "masters", "replica_count", "tag_for_slot"]
 
 #: KEYS[1] the epoch hash; ARGV: partition, the progress the worker stored before this batch ('' for none), the
@@ -42,10 +44,6 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
 """
-
-
-class ReplicasBehindError(RuntimeError):
-    """Fewer replicas acknowledged a batch's writes than required: write it again before committing."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from streams.aggregations.base import Aggregation
 from streams.aggregations.catalog import get_aggregation
 from streams.aggregations.columns import BatchField, FieldGroups
 from streams.definitions.view import FeatureView
-from streams.errors import RilletError
+from streams.errors import AsOfTooEarlyError, StateLayoutError
 from streams.windows import Session
 
 __all__ = [
@@ -47,14 +47,6 @@ __all__ = [
 
 _FORMAT = 1
 NO_WATERMARK = -(2**62)  # below any event time: a partition with no watermark yet
-
-
-class AsOfTooEarlyError(RilletError, ValueError):
-    """`as_of` asked for a time before the entity's latest processed event."""
-
-
-class StateLayoutError(RilletError, ValueError):
-    """Stored state was written by a different feature definition (replay into a new version)."""
 
 
 @dataclass(slots=True)

@@ -151,7 +151,7 @@ def test_an_empty_store_gives_typed_nulls(tmp_path):
     """Nothing processed yet (or only unknown entities): every feature is null, in its own type."""
     from streams.definitions.view import load_views
 
-    [view] = load_views(Path(__file__).resolve().parents[2] / "examples" / "payments" / "features.py")
+    [view] = load_views(Path(__file__).resolve().parents[3] / "examples" / "payments" / "features.py")
     table = pa.table({"user_id": ["u1", "u2"], "event_timestamp": [BASE, BASE + 1]})
     joined = OfflineReader([view], tmp_path / "offline").get_historical_features(table, ["payments:*"])
     assert joined.num_rows == 2

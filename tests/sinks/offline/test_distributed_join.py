@@ -21,7 +21,7 @@ from sinks.offline.store import OfflineStore
 from streams.definitions.view import load_views
 from streams.kernel.engine import Event
 from streams.kernel.records import EventRows
-from tests.sinks.test_historical import BASE, FEATURES, _rillet
+from tests.sinks.offline.test_historical import BASE, FEATURES, _rillet
 
 distributed = pytest.importorskip("distributed")
 

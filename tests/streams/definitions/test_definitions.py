@@ -135,7 +135,7 @@ def test_every_dead_letter_reason_the_code_names_is_exported_from_the_start():
     from streams.definitions.view import NotNull, Range
     from streams.errors import DEAD_LETTER_REASONS
 
-    root = Path(__file__).parent.parent.parent
+    root = Path(__file__).resolve().parents[3]
     named = set(re.findall(r'EventDecodeError\(\s*"(\w+)"', (root / "schemas" / "codec.py").read_text()))
     named |= set(re.findall(r'DeadLetter\(\s*record[^,]*,\s*"(\w+)"',
                             (root / "streams" / "kernel" / "processor.py").read_text()))

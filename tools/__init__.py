@@ -1,0 +1,1 @@
+"""Small tools for the developers of rillet (not shipped)."""
