@@ -23,9 +23,10 @@ from streams.errors import EventDecodeError, InvalidEventError
 from streams.kernel.engine import Event
 from streams.timeutil import datetime_to_ms
 
-__all__ = ["EventDecoder", "EventEncoder", "InvalidEventError"]
+__all__ = ["CONFLUENT_HEADER", "EventDecoder", "EventEncoder", "InvalidEventError"]
 
-_HEADER = struct.Struct(">bI")
+#: Confluent's wire format: a zero magic byte and the schema id (big-endian), then the Avro body
+CONFLUENT_HEADER = struct.Struct(">bI")
 
 
 class EventEncoder:
@@ -35,7 +36,7 @@ class EventEncoder:
         self.view = view
         self._schema = fastavro.parse_schema(view.schema_json)
         self.schema_id = store.register(subject_for(view.topic), view.schema_json)
-        self._header = _HEADER.pack(0, self.schema_id)
+        self._header = CONFLUENT_HEADER.pack(0, self.schema_id)
 
     def encode(self, record: dict[str, Any]) -> bytes:
         """Validate and encode one event.
@@ -109,7 +110,7 @@ class EventDecoder:
         if raw is None or len(raw) < 5:
             size = 0 if raw is None else len(raw)
             raise EventDecodeError("truncated", f"{size} bytes is shorter than the 5-byte header")
-        magic, schema_id = _HEADER.unpack_from(raw)
+        magic, schema_id = CONFLUENT_HEADER.unpack_from(raw)
         if magic != 0:
             raise EventDecodeError("bad_magic", f"magic byte is {magic}, expected 0 (Confluent wire format)")
         writer, reader = self._writer(schema_id)

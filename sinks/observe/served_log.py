@@ -20,7 +20,6 @@ import json
 import logging
 import queue
 import random
-import struct
 import threading
 import time
 import uuid
@@ -31,6 +30,7 @@ import fastavro
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from schemas.codec import CONFLUENT_HEADER
 from sinks.online.statuses import status_of_value
 from streams.broker.kafka_log import client_config
 from streams.settings import Settings
@@ -59,7 +59,7 @@ SCHEMA = {
 }
 _PARSED = fastavro.parse_schema(SCHEMA)
 log = logging.getLogger("rillet.served_log")
-_HEADER = struct.Struct(">bI")
+
 
 class ServedLog:
     """Logs online reads to the served-feature topic from a background thread."""
@@ -72,7 +72,7 @@ class ServedLog:
         self.topic = settings.served_log_topic
         ensure_topic(settings, self.topic)
         self.schema_id = open_schema_store(settings).register(subject_for(self.topic), SCHEMA)
-        self._header = _HEADER.pack(0, self.schema_id)
+        self._header = CONFLUENT_HEADER.pack(0, self.schema_id)
         self._producer = Producer(client_config(settings.bootstrap_servers, **{"linger.ms": 100}))
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._pending = 0
