@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORE := $(VENV)/.installed-core
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint check-schemas bench soak clean
+.PHONY: run test test-fast test-durations lint check-schemas bench soak clean
 
 # what the demo and the workers need: no test, browser or Dask tooling
 $(CORE): pyproject.toml
@@ -26,7 +26,11 @@ test: $(STAMP)
 		|| (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1) \
 		|| echo "chromium not installed: the console's browser test skips"
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile  # both cores: each runs whole files, with its own embedded stack
+	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --no-loadscope-reorder  # both cores: whole files each, longest first (tests/durations.json)
+
+test-durations: $(STAMP)  # how long each test file takes: make test runs the longest first
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=0 --durations-min=0 \
+		| $(BIN)/python -m tools.durations > tests/durations.json.new && mv tests/durations.json.new tests/durations.json
 
 # the edit-test loop: unit and property tests, no broker or Redis (under a minute)
 test-fast: $(STAMP)

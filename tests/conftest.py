@@ -8,6 +8,9 @@ and, where a Docker engine answers, also Apache Kafka and Redis containers
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from streams.settings import Settings
@@ -72,3 +75,18 @@ def stack(request, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("stack")
     with EmbeddedStack(Settings.from_env(), broker_port=0, redis="embedded", workdir=workdir, registry=True) as running:
         yield running
+
+
+#: seconds each test file took in a `make test` run on 2 cores (`make test-durations` writes it): `make test` runs
+#: the longest files first, so the two processes end together instead of one waiting on a long file picked last
+DURATIONS = Path(__file__).with_name("durations.json")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    if not DURATIONS.exists():
+        return
+    seconds = json.loads(DURATIONS.read_text())
+    order = {path: -took for path, took in seconds.items()}
+    # a new file has no figure yet: integration files take about a minute, others a second
+    items.sort(key=lambda item: order.get(item.nodeid.split("::")[0],
+                                          -60.0 if "/integration/" in item.nodeid else -1.0))

@@ -39,7 +39,7 @@ from streams.worker.healing import RedisHealer
 from streams.worker.health import HealthReporter
 from streams.worker.logs import log_event
 from streams.worker.metrics import WorkerMetrics
-from streams.worker.state_table import StateTable, TableWatermarks, put_state, state_table_name
+from streams.worker.state_table import ChangelogWriter, StateTable, TableWatermarks, put_state, state_table_name
 
 __all__ = ["ViewAgent"]
 
@@ -67,6 +67,7 @@ class ViewAgent:
             app, changelog_prefix=settings.worker_group, name=state_table_name(view, version), default=None,
             schema=raw, key_type=bytes, value_type=bytes, partitions=partitions, beacon=app.tables.beacon))
         self.watermarks = TableWatermarks(self.table)
+        self.changelog = ChangelogWriter(app, self.table)
         self._lock = asyncio.Lock()
         self.processor = ViewProcessor(self.engine, EventDecoder(view, store), self.watermarks)
         self.online = OnlineStore(view, version, replica_acks=settings.redis_replica_acks,
@@ -180,7 +181,7 @@ class ViewAgent:
         faults.hit("after_offline_write")  # crash tests: Parquet published, changelog not yet
         if await self.dead_letters.send(result.dead_letters):
             faults.hit("after_dead_letters")  # crash tests: dead letters acknowledged, changelog not yet
-        self._store_in_table(result, writes)
+        await self._store_in_table(result, writes)
         if time.monotonic() - self._last_sweep >= self.settings.state_sweep_ms / 1000:
             await self.expire_states()
         for gap in gaps:  # read and handled here, so Faust may commit past them
@@ -197,25 +198,27 @@ class ViewAgent:
         self.metrics.read_back.labels(self.view.name).inc(sum(len(found) for found in filled.values()))
         return fill_gaps(records, filled)
 
-    def _store_in_table(self, result: BatchResult, writes: list[StateWrite]) -> None:
+    async def _store_in_table(self, result: BatchResult, writes: list[StateWrite]) -> None:
         """One changelog record per touched entity, then per partition's progress, on the source partition.
 
         Progress goes last: records of one partition arrive in order, so once the
         progress record is durable, so are the entity states before it.
         """
         data = self.table.data
+        changes: list[tuple[int, bytes, bytes | None]] = []
         for write in writes:
             partition = result.states[write.entity][0]
             key = write.entity.encode()
             put_state(data, partition, key, write.state)
-            self.table.send_changelog(partition, key, write.state)
+            changes.append((partition, key, write.state))
             if self._latest is not None:
                 self._latest[key] = (partition, write.latest_ms)
         for partition, entry in self.watermarks.items():
             key, value = self.watermarks.key(partition), self.watermarks.encode(entry)
             if data.get(key) != value:
                 put_state(data, partition, key, value)
-                self.table.send_changelog(partition, key, value)
+                changes.append((partition, key, value))
+        await self.changelog.send(changes)
 
     def forget(self) -> None:
         """After a rebalance the table is the truth: drop what this process cached."""
@@ -241,15 +244,15 @@ class ViewAgent:
             return [(key, partition) for key, (partition, latest_ms) in list(self._latest.items())
                     if self.engine.droppable(latest_ms, self.watermarks.get(partition))]
 
-        dropped = 0
+        tombstones: list[tuple[int, bytes, bytes | None]] = []
         for key, partition in await asyncio.to_thread(droppable):
             del self._latest[key]
             if key in data:
                 del data[key]
-                self.table.send_changelog(partition, key, None)
-                dropped += 1
-        self.metrics.expired.labels(self.view.name).inc(dropped)
-        return dropped
+                tombstones.append((partition, key, None))
+        await self.changelog.send(tombstones)
+        self.metrics.expired.labels(self.view.name).inc(len(tombstones))
+        return len(tombstones)
 
     async def report_health(self) -> None:
         await self.health.report()

@@ -149,12 +149,6 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     wait_ms = min(settings.batch_wait_ms, 50) if settings.is_tansu else settings.batch_wait_ms
     app.rillet_fetch_wait_ms = wait_ms  # type: ignore[attr-defined]
 
-    @app.task
-    async def hold_a_batch_of_changelog_records() -> None:
-        # Faust's producer buffer flushes every 100 messages by default; a batch writes
-        # up to one changelog record per entity, so let it hold a whole batch.
-        app.producer.buffer.max_messages = max(app.producer.buffer.max_messages, 2 * settings.batch_size)
-
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(metrics.render(), content_type="text/plain")

@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from streams.definitions.view import FeatureView
 from streams.kernel.watermark import PROGRESS_KEY_PREFIX, PartitionProgress, Watermarks
 
-__all__ = ["StateTable", "TableWatermarks", "put_state", "state_table_name"]
+__all__ = ["ChangelogWriter", "StateTable", "TableWatermarks", "put_state", "state_table_name"]
 
 
 def state_table_name(view: FeatureView, version: int = 1) -> str:
@@ -79,3 +80,37 @@ class TableWatermarks(Watermarks):
     def forget(self) -> None:
         """Drop cached values: after a rebalance the table is the truth."""
         self._by_partition.clear()
+
+
+class ChangelogWriter:
+    """Sends a batch's changelog records straight to the producer, remembering per partition what RocksDB holds.
+
+    Faust's `Table.send_changelog` builds a message, a future and a callback per record and queues it
+    for a background task (about 80 us of the event loop's time a record: 14% of a saturated worker's
+    main thread in a profile at 1M states). Here each record is appended to aiokafka's accumulator
+    directly; the commit still flushes the producer first (Faust's `_commit_offsets`), so no offset is
+    committed past a changelog record that is not stored. As Faust's own callback does, the last
+    record sent to each partition, once acknowledged, sets the store's persisted offset, from which a
+    restart on the same machine reads the changelog (the in-memory store ignores it).
+    """
+
+    def __init__(self, app: faust.App, table: faust.Table) -> None:
+        self.app, self.table = app, table
+        self.topic = table.changelog_topic.get_topic_name()
+
+    async def send(self, changes: list[tuple[int, bytes, bytes | None]]) -> None:
+        """`changes`: (partition, key, value or None for a tombstone), in the order they must be applied."""
+        if not changes:
+            return
+        producer = self.app.producer._ensure_producer()  # noqa: SLF001 - aiokafka's, as Faust's send uses it
+        last: dict[int, Any] = {}
+        for partition, key, value in changes:
+            last[partition] = await producer.send(self.topic, value, key=key, partition=partition)
+        for future in last.values():
+            future.add_done_callback(self._persisted)
+
+    def _persisted(self, future: Any) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return  # not stored: a restart reads the changelog from the previous persisted offset, as it must
+        sent = future.result()
+        self.table.data.set_persisted_offset(TP(sent.topic, sent.partition), sent.offset)
