@@ -118,6 +118,10 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
         stream_processing_timeout=10.0,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4 * settings.batch_size, 4096),
+        # a fetch hands over at most a batch: with no cap, one fetch of a backlog held hundreds of thousands
+        # of records as Python objects while its batches ran, which every full collection walked (the event
+        # loop stood still up to 2 s at 1M states), and its last partitions waited behind the first ones
+        broker_max_poll_records=settings.batch_size,
         Monitor=QuietMonitor,
         **extra,
     )

@@ -157,10 +157,15 @@ class BatchConsumer(faust_aiokafka.Consumer):
             for message in batch:
                 self.ack(message)
             inbound = self.app.monitor.stream_inbound_time
-            if inbound is not None:  # Faust's livelock check reads it: these partitions are being processed
-                now = time.monotonic()
-                for tp in {message.tp for message in batch}:
-                    inbound[tp] = now
+            if inbound is not None:
+                # Faust's livelock check reads it: one handler serves every partition of the topic, so a batch
+                # handled is the topic's stream processing. A partition waiting its turn in a backlog (the
+                # fetcher drains one partition's buffer before the next) is behind, not stuck; a view partition
+                # that stops advancing shows as STALLED in `rillet status`, from the view's own progress.
+                now, topic = time.monotonic(), batch[0].topic
+                for tp in self.assignment():
+                    if tp.topic == topic:
+                        inbound[tp] = now
             if self._commit_every is not None and self._n_acked >= self._commit_every:
                 self._n_acked = 0
                 await self.commit()
