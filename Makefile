@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORE := $(VENV)/.installed-core
 STAMP := $(VENV)/.installed
+# test processes: the tests wait on brokers and workers half the time, so more processes than cores pay
+TEST_PROCESSES ?= 3
 
 .PHONY: run test test-fast test-durations lint check-schemas bench soak clean
 
@@ -14,9 +16,11 @@ $(CORE): pyproject.toml
 	$(BIN)/python -m pip install -qq -e .
 	@touch $(CORE)
 
-$(STAMP): $(CORE)
+# the tests' tooling too, in one pip run (on a fresh clone, one resolve instead of two)
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -qq -e '.[dev]'
-	@touch $(STAMP)
+	@touch $(CORE) $(STAMP)
 
 run: $(CORE)
 	$(BIN)/rillet demo
@@ -26,7 +30,7 @@ test: $(STAMP)
 		|| (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1) \
 		|| echo "chromium not installed: the console's browser test skips"
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --no-loadscope-reorder  # both cores: whole files each, longest first (tests/durations.json)
+	$(BIN)/python -m pytest -q -ra -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder  # whole files each, longest first (tests/durations.json)
 
 test-durations: $(STAMP)  # how long each test file takes: make test runs the longest first
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=0 --durations-min=0 \

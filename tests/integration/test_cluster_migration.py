@@ -159,7 +159,7 @@ def test_a_slot_range_moves_while_the_worker_writes_and_readers_read(stack, tmp_
             readers = [threading.Thread(target=read, daemon=True) for _ in range(4)]  # several pooled connections
             for reader in readers:
                 reader.start()
-            mover = concurrent.futures.ThreadPoolExecutor(1).submit(_move_slots, cluster, range(0, 8000), stop)
+            mover = concurrent.futures.ThreadPoolExecutor(1).submit(_move_slots, cluster, range(0, 4000), stop)
             with EventProducer(settings, view) as producer:
                 for lo in range(2000, len(history), 250):  # writes keep coming while the slots move
                     producer.send_many(history[lo:lo + 250])
