@@ -125,7 +125,7 @@ def test_a_slot_range_moves_while_the_worker_writes_and_readers_read(stack, tmp_
         case = view_under_test(stack, tmp_path, RESHARD_FEATURES, "reshard", redis_url=cluster.url, batch_size=100,
                                batch_wait_ms=20)
         view, settings = case.view, case.settings
-        history = synthetic_payments(users=300, events=6000, start_ms=BASE, end_ms=BASE + 3 * 3_600_000, seed=17)
+        history = synthetic_payments(users=700, events=6000, start_ms=BASE, end_ms=BASE + 3 * 3_600_000, seed=17)
         users = sorted({e["user_id"] for e in history})
         worker = worker_process(settings, str(case.features), tmp_path, free_port())
         port = free_port()
