@@ -218,6 +218,13 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     async def watch_recovery(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
         coordinator = app.consumer._thread._consumer._coordinator  # noqa: SLF001 - aiokafka's, under Faust's
         remember_membership(settings.state_dir, coordinator.group_id, coordinator.member_id)
+        # Faust's livelock check measures a partition with no batch yet from the process's start: a partition
+        # taken over from a dead worker minutes later logged "has not started processing" before its first
+        # batch could run. Its stream starts now.
+        inbound, now = app.monitor.stream_inbound_time, time.monotonic()
+        for tp in assigned or ():
+            if tp.topic in by_topic:
+                inbound[tp] = now
         task = getattr(app, "rillet_recovery_watch", None)
         if task is None or task.done():
             app.rillet_recovery_watch = asyncio.ensure_future(report_recovery())  # type: ignore[attr-defined]
