@@ -146,8 +146,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     app.rillet_batch_handlers = {topic: _each_view(readers) for topic, readers in by_topic.items()}  # type: ignore[attr-defined]
     app.rillet_start_offsets = functools.partial(_start_offsets, by_topic)  # type: ignore[attr-defined]
     # the state tables' changelogs are read back a fetch at a time on recovery (see streams.worker.batch_transport)
-    app.rillet_batch_changelogs = frozenset(agent.table.changelog_topic.get_topic_name()  # type: ignore[attr-defined]
-                                            for agent in agents)
+    app.rillet_batch_changelogs = frozenset(agent.changelog.topic for agent in agents)  # type: ignore[attr-defined]
     app.rillet_batch_size = settings.batch_size  # type: ignore[attr-defined]
     # Tansu's fetch long-poll sleeps about half the wait even with records ready: keep it short there
     wait_ms = min(settings.batch_wait_ms, 50) if settings.is_tansu else settings.batch_wait_ms
@@ -208,7 +207,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
             last_total, last_at = total, now
             metrics.recovery_rate.set(rate)
             for agent in agents:
-                changelog = agent.table._changelog_topic_name()  # noqa: SLF001 - ours (StateTable)
+                changelog = agent.changelog.topic
                 await agent.report_recovery({tp.partition: max(n, 0) for tp, n in remaining.items()
                                              if tp.topic == changelog}, rate)
             if not remaining and not app.rebalancing:

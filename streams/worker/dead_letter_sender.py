@@ -30,9 +30,6 @@ class DeadLetterSender:
         self.partitions, self.watermarks = partitions, watermarks
         self._seen: dict[int, set[int]] = {}  # partition -> offsets already dead-lettered past its commit
 
-    def knows(self, partition: int) -> bool:
-        return partition in self._seen
-
     async def read_sent(self, partition: int) -> None:
         """Learn the source offsets past this partition's stored progress that already have a dead letter
         (a batch that crashed before its commit point sent them). Reads from where the letters had reached
