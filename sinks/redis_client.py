@@ -16,11 +16,20 @@ from urllib.parse import unquote, urlsplit
 import redis
 import redis.asyncio as aredis
 import redis.asyncio.cluster as acluster
+import redis.asyncio.connection as aconnection
 import redis.cluster as cluster
 
 from streams.settings import Settings
 
-__all__ = ["REDIS_DOWN", "connect_redis", "connect_redis_async", "follow_ask_on_one_connection", "is_cluster", "mget"]
+__all__ = [
+    "REDIS_DOWN",
+    "connect_redis",
+    "connect_redis_async",
+    "follow_ask_on_one_connection",
+    "is_cluster",
+    "lost_connection_is_an_outage",
+    "mget",
+]
 
 #: What a Redis that does not answer raises: the server down or unreachable, or on a cluster, a
 #: node down (slots not served) until it comes back or a replica takes over, or a slot moving
@@ -98,12 +107,34 @@ def follow_ask_on_one_connection() -> None:
     acluster.ClusterNode.acquire_connection = _acquire_latest
 
 
+_SEND_PACKED = aconnection.AbstractConnection._send_packed_command  # noqa: SLF001 - see lost_connection_is_an_outage
+
+
+async def _send_on_open_connection(self: aconnection.AbstractConnection, command: Any) -> None:
+    if self._writer is None:
+        raise redis.ConnectionError("the connection closed while a command was being sent on it")
+    await _SEND_PACKED(self, command)
+
+
+def lost_connection_is_an_outage() -> None:
+    """Make redis-py 8.1's asyncio client say ConnectionError when a node dies mid-command.
+
+    When a cluster master is killed, the client can close a connection (another task saw the
+    node go) while a command is about to be written on it; the write then raises
+    `AttributeError: 'NoneType' object has no attribute 'writelines'`, which no outage handler
+    recognises, so a worker's timer crashed the process instead of waiting the outage out.
+    Idempotent; applies to every asyncio client (tests/sinks/test_redis_client.py reproduces it).
+    """
+    aconnection.AbstractConnection._send_packed_command = _send_on_open_connection  # noqa: SLF001
+
+
 def connect_redis_async(settings: Settings, max_connections: int | None = None) -> aredis.Redis | acluster.RedisCluster:
     """An asyncio client, so a slow Redis never blocks the event loop.
 
     With `max_connections`, a burst of concurrent requests waits for a free
     connection instead of opening one each (which a busy Redis answers late).
     """
+    lost_connection_is_an_outage()
     if is_cluster(settings.redis_url):
         follow_ask_on_one_connection()
         nodes, kwargs = _cluster_args(settings)
