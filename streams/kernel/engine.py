@@ -181,12 +181,10 @@ class ViewEngine:
         (semantics.md, "Lateness"); `NO_WATERMARK` marks a partition with none yet."""
         return (watermarks_before > NO_WATERMARK) & (event_ms < watermarks_before - self.grace_ms)
 
-    def is_from_future(self, event_ms: int, record_ms: int | None) -> bool:
-        """From the future: later than its record's timestamp by more than max_future ("Lateness").
-
-        A record without a timestamp cannot be judged, and passes.
-        """
-        return record_ms is not None and event_ms - record_ms > self.view.max_future_ms
+    def from_future(self, event_ms: np.ndarray, record_ms: np.ndarray, stamped: np.ndarray) -> np.ndarray:
+        """Which events are from the future: later than their record's timestamp by more than max_future
+        ("Lateness"). A record without a timestamp (`stamped` false) cannot be judged, and passes."""
+        return stamped & (event_ms - record_ms > self.view.max_future_ms)
 
     def apply(self, state: EntityState | None, event: Event, watermark_ms: int) -> EntityState | None:
         """Add one non-late event to an entity's state: `apply_batch` with a batch of one.

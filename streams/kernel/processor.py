@@ -16,9 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from streams.errors import EventDecodeError
 from streams.kernel.engine import NO_WATERMARK, EntityState, Event, EventBatch, ViewEngine
-from streams.kernel.records import EventRows, StateWrite
+from streams.kernel.records import DecodedEvents, EventRows, StateWrite
 from streams.kernel.watermark import Watermarks
 
 __all__ = ["BatchResult", "DeadLetter", "Decoder", "SourceRecord", "ViewProcessor", "pause_collector",
@@ -31,6 +30,10 @@ class Decoder(Protocol):
 
     def decode(self, raw: bytes | None, timestamp_ms: int | None, partition: int, offset: int) -> Event:
         """Raises `EventDecodeError` (with a dead-letter reason) for a record that is not a valid event."""
+        ...
+
+    def decode_batch(self, values: list[bytes | None], timestamps: list[int | None]) -> DecodedEvents:
+        """Many records' bytes at once: the events as columns, and a reason for each record that holds none."""
         ...
 
 
@@ -102,8 +105,8 @@ class ViewProcessor:
     ) -> BatchResult:
         """Decode, drop late events to the DLQ, apply the rest as one batch; state is read once per entity.
 
-        Decoding is per record (Avro is); everything after it is columnar: each
-        event's watermark is a running maximum per partition in arrival order, the
+        The decoder reads the batch as columns (`Decoder.decode_batch`), and everything
+        after it is columnar too: each event's watermark is a running maximum per partition in arrival order, the
         late ones are those below it by more than grace, and the engine applies
         the rest at once. `until_ms` (replays up to a time) leaves out events
         after it, as if never sent.
@@ -114,41 +117,48 @@ class ViewProcessor:
     def _process(self, records: list[SourceRecord], load_state: Callable[[str], bytes | None], now_ms: int,
                  with_rows: bool, until_ms: int | None) -> BatchResult:
         engine, result = self.engine, BatchResult()
-        counts, progress, decode = result.counts, self.watermarks, self.decoder.decode
-        max_future = engine.view.max_future_ms
-        events: list[Event] = []
-        positions: list[int] = []  # each event's record index
-        letters: list[tuple[int, DeadLetter]] = []  # (record index, letter): sent in record order
-        for i, record in enumerate(records):
+        counts, progress = result.counts, self.watermarks
+        fresh: list[SourceRecord] = []
+        for record in records:
             if progress.handled(record.partition, record.offset):
                 counts["duplicate"] += 1
                 continue
             progress.mark(record.partition, record.offset)
-            try:
-                event = decode(record.value, record.timestamp_ms, record.partition, record.offset)
-            except EventDecodeError as exc:
-                letters.append((i, DeadLetter(record, exc.reason, exc.message)))
-                counts["dead_lettered"] += 1
-                continue
-            if until_ms is not None and event.event_ms > until_ms:
-                counts["after_until"] += 1
-                continue
-            if engine.is_from_future(event.event_ms, record.timestamp_ms):
-                letters.append((i, DeadLetter(
-                    record, "future_event_time",
-                    f"event time {event.event_ms} is more than max_future {max_future} ms "
-                    f"after the record's timestamp {record.timestamp_ms}",
-                    event.event_ms,
-                )))
-                counts["future_event_time"] += 1
-                continue
-            events.append(event)
-            positions.append(i)
-        if events:
-            batch = EventBatch.of(events, engine.fields)
-            del events
-            batch, positions = self._drop_late(batch, positions, records, letters, counts)
-            self._apply(batch, positions, records, load_state, now_ms, with_rows, result)
+            fresh.append(record)
+        decoded = self.decoder.decode_batch([r.value for r in fresh], [r.timestamp_ms for r in fresh])
+        letters: list[tuple[int, DeadLetter]] = [  # (index in fresh, letter): sent in record order
+            (i, DeadLetter(fresh[i], error.reason, error.message)) for i, error in decoded.failures]
+        counts["dead_lettered"] += len(decoded.failures)
+        positions = np.array(decoded.positions, dtype=np.int64)
+        event_ms = decoded.event_ms
+        keep = np.ones(len(positions), dtype=bool)
+        if until_ms is not None:
+            after = event_ms > until_ms
+            counts["after_until"] += int(after.sum())
+            keep &= ~after
+        stamped = np.array([r.timestamp_ms is not None for r in fresh], dtype=bool)[positions]
+        record_ms = np.array([r.timestamp_ms or 0 for r in fresh], dtype=np.int64)[positions]
+        future = keep & engine.from_future(event_ms, record_ms, stamped)
+        for k in np.flatnonzero(future).tolist():
+            record, ms = fresh[int(positions[k])], int(event_ms[k])
+            letters.append((int(positions[k]), DeadLetter(
+                record, "future_event_time",
+                f"event time {ms} is more than max_future {engine.view.max_future_ms} ms "
+                f"after the record's timestamp {record.timestamp_ms}", ms)))
+        counts["future_event_time"] += int(future.sum())
+        keep &= ~future
+        if keep.any():
+            kept = np.flatnonzero(keep)
+            at = positions[kept]
+            batch = EventBatch(
+                [decoded.entities[k] for k in kept.tolist()], event_ms[kept],
+                np.array([fresh[i].partition for i in at.tolist()], dtype=np.int64),
+                np.array([fresh[i].offset for i in at.tolist()], dtype=np.int64),
+                np.zeros(len(kept), dtype=np.int64),
+                {f: [column[k] for k in kept.tolist()] for f, column in decoded.fields.items()},
+            )
+            batch, kept_positions = self._drop_late(batch, at.tolist(), fresh, letters, counts)
+            self._apply(batch, kept_positions, fresh, load_state, now_ms, with_rows, result)
         result.dead_letters = [letter for _, letter in sorted(letters, key=lambda pair: pair[0])]
         return result
 

@@ -8,9 +8,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from streams.errors import EventDecodeError
     from streams.kernel.engine import Event
 
-__all__ = ["EventRows", "StateWrite"]
+__all__ = ["DecodedEvents", "EventRows", "StateWrite"]
+
+
+@dataclass(slots=True)
+class DecodedEvents:
+    """A batch of records decoded at once: the valid events as columns, and why each other record is not one."""
+
+    positions: list[int]  # each event's index in the records decoded
+    entities: list[str]
+    event_ms: np.ndarray  # int64
+    fields: dict[str, list[Any]]  # each field the view reads: one value per event, None for null
+    failures: list[tuple[int, EventDecodeError]]  # (record index, why), in record order
+
+    def __len__(self) -> int:
+        return len(self.positions)
 
 
 @dataclass(frozen=True, slots=True)
