@@ -81,6 +81,10 @@ class Settings:
     batch_wait_ms: int = _setting(
         200, "RILLET_BATCH_WAIT_MS", "Longest a fetch waits for events when there are none (bounds idle latency)"
     )
+    hot_states: int = _setting(
+        100_000, "RILLET_HOT_STATES",
+        "Entity states a worker keeps decoded between batches (most recently used): fewer decode per batch"
+    )
     state_sweep_ms: int = _setting(
         30_000, "RILLET_STATE_SWEEP_MS", "How often a worker drops window state no new event can reach"
     )
@@ -164,6 +168,8 @@ class Settings:
             raise ConfigError(f"RILLET_SESSION_TIMEOUT={self.session_timeout_s}: at least 1 second")
         if self.partitions < 1:
             raise ConfigError(f"RILLET_PARTITIONS={self.partitions}: must be at least 1")
+        if self.hot_states < 0:
+            raise ConfigError(f"RILLET_HOT_STATES={self.hot_states}: must be 0 or more")
         if self.batch_size < 1:
             raise ConfigError(f"RILLET_BATCH_SIZE={self.batch_size}: must be at least 1")
         if self.log_level.lower() not in LOG_LEVELS:

@@ -89,10 +89,15 @@ class BatchResult:
 class ViewProcessor:
     """Applies batches of one view's source records to entity states."""
 
-    def __init__(self, engine: ViewEngine, decoder: Decoder, watermarks: Watermarks) -> None:
+    def __init__(self, engine: ViewEngine, decoder: Decoder, watermarks: Watermarks, hot_states: int = 100_000) -> None:
         self.engine = engine
         self.decoder = decoder
         self.watermarks = watermarks
+        self.hot_states = hot_states
+        # entity -> (its stored bytes, those bytes decoded), most recently written last: a state read by the next
+        # batch is not decoded again while the store still holds exactly these bytes (the bytes are the
+        # durable form, this is the working one); one in a batch's hands is taken out until it is written
+        self._hot: dict[str, tuple[bytes, EntityState]] = {}
 
     def process(
         self,
@@ -189,7 +194,7 @@ class ViewProcessor:
         states: dict[str, EntityState | None] = {}
         for entity in dict.fromkeys(batch.entities):
             found = held.get(entity)
-            states[entity] = found[1] if found else engine.decode(load_state(entity))
+            states[entity] = found[1] if found else self._load(entity, load_state)
         applied = engine.apply_batch(states, batch)
         done = np.flatnonzero(applied)
         counts["duplicate"] += len(batch) - len(done)
@@ -229,12 +234,25 @@ class ViewProcessor:
             self.watermarks.advance(partition, int(running[-1]))
         return before
 
+    def _load(self, entity: str, load_state: Callable[[str], bytes | None]) -> EntityState | None:
+        """An entity's stored state, decoded: the hot copy when the store holds the bytes it was written as."""
+        blob = load_state(entity)
+        hot = self._hot.pop(entity, None)
+        if hot is not None and blob is not None and hot[0] == blob:
+            return hot[1]
+        return self.engine.decode(blob)
+
     def state_writes(self, result: BatchResult) -> list[StateWrite]:
+        """The batch's states as the bytes to store; each stays hot (decoded) for the next batch."""
         pause_collector()
-        return [
-            StateWrite(entity, self.engine.encode(state), state.latest_ms)
-            for entity, (_, state) in result.states.items()
-        ]
+        writes, hot, encode = [], self._hot, self.engine.encode
+        for entity, (_, state) in result.states.items():
+            blob = encode(state)
+            writes.append(StateWrite(entity, blob, state.latest_ms))
+            hot[entity] = (blob, state)
+        while len(hot) > self.hot_states:
+            del hot[next(iter(hot))]
+        return writes
 
 
 # The cycle collector, paused from batch to batch (see `pause_collector`).

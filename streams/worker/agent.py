@@ -69,7 +69,8 @@ class ViewAgent:
         self.watermarks = TableWatermarks(self.table)
         self.changelog = ChangelogWriter(app, self.table)
         self._lock = asyncio.Lock()
-        self.processor = ViewProcessor(self.engine, EventDecoder(view, store), self.watermarks)
+        self.processor = ViewProcessor(self.engine, EventDecoder(view, store), self.watermarks,
+                                       hot_states=settings.hot_states)
         self.online = OnlineStore(view, version, replica_acks=settings.redis_replica_acks,
                                   on_wait=metrics.replica_wait.labels(view.name).observe)
         self.offline = OfflineStore(settings.offline_root, view, version)

@@ -80,3 +80,36 @@ def test_max_future_keeps_the_default_fingerprint(tmp_path):
         == plain.fingerprint
     assert FeatureView("v", "t", schema, "entity", features, event_time="ts", max_future="1h").fingerprint \
         != plain.fingerprint
+
+
+def test_a_hot_state_is_used_only_while_the_store_holds_the_bytes_it_was_written_as(tmp_path):
+    """States kept decoded between batches give exactly what decoding the store gives: when the store's
+    bytes change under the processor (a rebalance brought another worker's state, a restore), or a
+    batch's states were never written, the stored bytes decide."""
+    view = FeatureView("v", "t", write_schema(tmp_path), "entity",
+                       [Feature("x", "sum", Tumbling("1m")), Feature("x", "count", Tumbling("5m"))], event_time="ts")
+    store = MemorySchemaStore()
+    encode = EventEncoder(view, store).encode
+    base = 1_767_225_600_000
+
+    def batch(first: int, n: int) -> list[SourceRecord]:
+        events = [{"entity": "ab"[o % 2], "x": float(o), "ts": base + o * 1000} for o in range(first, first + n)]
+        return [SourceRecord("t", 0, first + i, None, b"a", encode(e)) for i, e in enumerate(events)]
+
+    runs = []
+    for hot_states in (0, 100):
+        processor = ViewProcessor(ViewEngine(view), EventDecoder(view, store), Watermarks(), hot_states=hot_states)
+        stored: dict[str, bytes] = {}
+        writes = []
+        for first in range(0, 60, 10):
+            result = processor.process(batch(first, 10), stored.get, now_ms=0)
+            if first == 20:
+                continue  # states never written: the store still holds the older bytes
+            for write in processor.state_writes(result):
+                stored[write.entity] = write.state
+                writes.append((write.entity, write.state))
+            if first == 30:
+                stored["a"] = writes[0][1]  # another copy of a's state arrives in the store
+        runs.append(writes)
+        assert len(processor._hot) <= hot_states
+    assert runs[0] == runs[1]
