@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.online
+	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.historical
 	$(BIN)/python -m bench.replay
 	$(BIN)/python -m bench.replica_wait

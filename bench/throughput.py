@@ -51,17 +51,22 @@ def publish(settings: Settings, view: FeatureView, events: list[dict]) -> float:
     return started
 
 
+def wait_owned(ports: list[int], view: FeatureView) -> None:
+    """Until the workers on these web ports own every partition of the view's topic between them."""
+    def owned() -> bool:
+        assigned = [{a for a in worker_health(p).get("assigned", []) if a.startswith(view.topic + ":")}
+                    for p in ports]
+        return len(set().union(*assigned)) == (view.partitions or 4) and all(assigned)
+
+    wait_until(owned, timeout_s=120, what=f"{len(ports)} worker(s) to own the partitions", interval_s=0.2)
+
+
 def rillet_workers(settings: Settings, view: FeatureView, events: list[dict], count: int, workdir: Path) -> float:
     """Start `count` workers on a fresh topic, wait until they own its partitions, publish, time them."""
     ports = [free_port() for _ in range(count)]
     workers = [worker_process(settings, str(workdir / "features.py"), workdir, port) for port in ports]
     try:
-        def owned() -> bool:
-            assigned = [{a for a in worker_health(p).get("assigned", []) if a.startswith(view.topic + ":")}
-                        for p in ports]
-            return len(set().union(*assigned)) == 4 and all(assigned)
-
-        wait_until(owned, timeout_s=120, what=f"{count} worker(s) to own the partitions", interval_s=0.2)
+        wait_owned(ports, view)
         # timed from the first send: a worker counts its events when a batch is done, and a batch
         # may hold thousands, so the first count comes late (the baselines time their first event)
         first = publish(settings, view, events)
