@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv as _csv
 import json
+import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -116,7 +117,8 @@ class OfflineReader:
     def get_historical_features(self, entity_df: Any, features: list[str] | None = None, *,
                                 service: str | None = None,
                                 full_feature_names: bool = False, on_progress: Progress | None = None,
-                                chunk_rows: int = 250_000, cluster: Any = None, partitions: int | None = None,
+                                chunk_rows: int = 250_000, threads: int | None = None, cluster: Any = None,
+                                partitions: int | None = None,
                                 versions: dict[str, int] | None = None, source: str = "entity_df") -> Any:
         """`entity_df` with one column per feature: its value at each row's `event_timestamp`.
 
@@ -129,6 +131,8 @@ class OfflineReader:
             service: a feature service's name: its features too.
             full_feature_names: name columns `view__feature` (default: `feature`).
             on_progress: called with (rows done, rows in all) as the join goes.
+            threads: the in-process join evaluates chunks of rows in this many threads at once (default: one
+                per core); the values are the same with any number.
             cluster: a Dask `distributed.Client` (or a scheduler address): the join runs on its
                 workers, the entity rows and the event log split by a hash of the entity
                 (`sinks.offline.dask_join`); the offline store must be where every worker reads
@@ -180,7 +184,8 @@ class OfflineReader:
             keys = key_column(view.entity_fields, table)  # a composite entity's key text, as the worker keys it
             if cluster is None:
                 found = evaluate_rows(view, self.event_log(view_name, version), keys, t_ms, names,
-                                      chunk_rows=chunk_rows, on_chunk=advance)
+                                      chunk_rows=chunk_rows, threads=threads or os.cpu_count() or 1,
+                                      on_chunk=advance)
             else:
                 from sinks.offline.dask_join import dask_evaluate_rows
 

@@ -6,6 +6,8 @@ run the same functions, so their results are the same bits.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
 import pyarrow as pa
@@ -14,31 +16,42 @@ from sinks.offline.store import TIMESTAMP_TYPE, field_type, source_fields
 from streams.aggregations.catalog import get_aggregation
 from streams.definitions.view import FeatureView
 from streams.kernel.engine import ViewEngine
-from streams.kernel.point_in_time import EventLog, evaluate_at
+from streams.kernel.point_in_time import EventLog, PointInTimeValues, evaluate_at
 
 __all__ = ["empty_log", "evaluate_rows", "output_column", "value_type"]
 
 
 
 def evaluate_rows(view: FeatureView, log: EventLog, entities: pa.Array | pa.ChunkedArray, t_ms: np.ndarray,
-                  names: list[str], *, chunk_rows: int = 250_000,
+                  names: list[str], *, chunk_rows: int = 250_000, threads: int = 1,
                   on_chunk: Callable[[int], None] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each feature's (values, present) at each row's time, in the rows' order, from `log`.
 
     `log` must hold every event of the rows' entities (it may hold others): the whole
     view's log in process, or one partition's share of it on a Dask worker. Free of
-    any distribution engine, so any of them can run it per partition.
+    any distribution engine, so any of them can run it per partition. The rows are
+    evaluated in chunks (each row's value depends on its own ranges of the log only, so
+    chunking changes no bit); with `threads` > 1 the chunks run at once in as many of this
+    process's threads, reading the one log: NumPy's sorts, searches and reductions release
+    the GIL, so the cores share the work.
     """
     engine = ViewEngine(view)
     codes = log.codes_of(entities)
     order = np.lexsort((t_ms, codes))
+    size = max(1, min(chunk_rows, -(-len(order) // max(threads, 1))))
+    chunks = [order[lo:lo + size] for lo in range(0, len(order), size)]
+
+    def evaluate(chunk: np.ndarray) -> PointInTimeValues:
+        return evaluate_at(engine, log, codes[chunk], t_ms[chunk], names)
+
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in names}
-    for lo in range(0, len(order), chunk_rows):
-        chunk = order[lo:lo + chunk_rows]
-        for name, pair in evaluate_at(engine, log, codes[chunk], t_ms[chunk], names).items():
-            parts[name].append(pair)
-        if on_chunk:
-            on_chunk(len(chunk))
+    with ThreadPoolExecutor(threads) if threads > 1 and len(chunks) > 1 else nullcontext() as pool:
+        evaluated = pool.map(evaluate, chunks) if pool is not None else map(evaluate, chunks)
+        for chunk, found in zip(chunks, evaluated, strict=True):
+            for name, pair in found.items():
+                parts[name].append(pair)
+            if on_chunk:
+                on_chunk(len(chunk))
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
     out = {}

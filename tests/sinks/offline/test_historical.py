@@ -79,6 +79,18 @@ def test_join_equals_oracle_in_the_callers_row_order(store):
             assert close(got, expected), (user, t, name, got, expected)
 
 
+def test_the_join_in_threads_gives_the_same_bits(store):
+    """Chunks of rows evaluated in several threads at once, over one shared log: the same table, bit for bit."""
+    view, _, events, root = store
+    rows = entity_rows(events, n=500)
+    entity_df = pa.table({"user_id": [u for u, _ in rows], "event_timestamp": [t for _, t in rows]})
+    reader = OfflineReader([view], root / "offline")
+    one = reader.get_historical_features(entity_df, ["payments:*"], chunk_rows=40, threads=1)
+    four = OfflineReader([view], root / "offline").get_historical_features(entity_df, ["payments:*"],
+                                                                          chunk_rows=40, threads=4)
+    assert one.equals(four) and one.num_rows == len(rows)
+
+
 def test_cli_writes_parquet_from_csv(store):
     view, definitions, events, root = store
     rows = entity_rows(events, 50)
