@@ -81,6 +81,10 @@ class Settings:
     batch_wait_ms: int = _setting(
         200, "RILLET_BATCH_WAIT_MS", "Longest a fetch waits for events when there are none (bounds idle latency)"
     )
+    fetch_bytes: int = _setting(
+        8 * 1024 * 1024, "RILLET_FETCH_BYTES",
+        "Most bytes a worker's fetch brings per partition: larger fetches fewer times (memory: this x partitions)"
+    )
     hot_states: int = _setting(
         100_000, "RILLET_HOT_STATES",
         "Entity states a worker keeps decoded between batches (most recently used): fewer decode per batch"
@@ -168,6 +172,8 @@ class Settings:
             raise ConfigError(f"RILLET_SESSION_TIMEOUT={self.session_timeout_s}: at least 1 second")
         if self.partitions < 1:
             raise ConfigError(f"RILLET_PARTITIONS={self.partitions}: must be at least 1")
+        if self.fetch_bytes < 65536:
+            raise ConfigError(f"RILLET_FETCH_BYTES={self.fetch_bytes}: must be at least 65536")
         if self.hot_states < 0:
             raise ConfigError(f"RILLET_HOT_STATES={self.hot_states}: must be 0 or more")
         if self.batch_size < 1:
