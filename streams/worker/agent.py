@@ -39,7 +39,7 @@ from streams.worker.healing import RedisHealer
 from streams.worker.health import HealthReporter
 from streams.worker.logs import log_event
 from streams.worker.metrics import WorkerMetrics
-from streams.worker.state_table import ChangelogWriter, StateTable, TableWatermarks, put_state, state_table_name
+from streams.worker.state_table import ChangelogWriter, StateTable, TableWatermarks, put_states, state_table_name
 
 __all__ = ["ViewAgent"]
 
@@ -210,15 +210,14 @@ class ViewAgent:
         for write in writes:
             partition = result.states[write.entity][0]
             key = write.entity.encode()
-            put_state(data, partition, key, write.state)
             changes.append((partition, key, write.state))
             if self._latest is not None:
                 self._latest[key] = (partition, write.latest_ms)
         for partition, entry in self.watermarks.items():
             key, value = self.watermarks.key(partition), self.watermarks.encode(entry)
             if data.get(key) != value:
-                put_state(data, partition, key, value)
                 changes.append((partition, key, value))
+        put_states(data, changes)  # type: ignore[arg-type]
         await self.changelog.send(changes)
 
     def forget(self) -> None:

@@ -15,7 +15,7 @@ from faust.types import TP
 from streams.definitions.view import FeatureView
 from streams.kernel.watermark import PROGRESS_KEY_PREFIX, PartitionProgress, Watermarks
 
-__all__ = ["ChangelogWriter", "StateTable", "TableWatermarks", "put_state", "state_table_name"]
+__all__ = ["ChangelogWriter", "StateTable", "TableWatermarks", "put_states", "state_table_name"]
 
 
 def state_table_name(view: FeatureView, version: int = 1) -> str:
@@ -39,15 +39,28 @@ class StateTable(faust.Table):
         return f"{self._changelog_prefix}-{self.name}-changelog"
 
 
-def put_state(data: Any, partition: int, key: bytes, value: bytes) -> None:
-    """Set a table key in its source partition's store. Faust's RocksDB store takes the partition from the
-    current stream event, and a batch handler has none: write to that partition's database directly."""
+def put_states(data: Any, changes: list[tuple[int, bytes, bytes]]) -> None:
+    """Set table keys, each in its source partition's store, in one write per partition. Faust's RocksDB store
+    takes the partition from the current stream event, and a batch handler has none: write to each partition's
+    database directly, a `WriteBatch` at a time as Faust's own changelog recovery does (a put per key cost
+    more than the batch's processing with 2,000 new entities a second)."""
     db_for = getattr(data, "_db_for_partition", None)
     if db_for is None:  # the in-memory store: a dict
-        data[key] = value
+        for _, key, value in changes:
+            data[key] = value
         return
-    db_for(partition).put(key, value)
-    data._key_index[key] = partition  # noqa: SLF001 - as the store's own _set keeps it
+    from rocksdict import WriteBatch
+
+    batches: dict[int, Any] = {}
+    index = data._key_index  # noqa: SLF001 - as the store's own _set keeps it
+    for partition, key, value in changes:
+        batch = batches.get(partition)
+        if batch is None:
+            batch = batches[partition] = WriteBatch(raw_mode=True)
+        batch.put(key, value)
+        index[key] = partition
+    for partition, batch in batches.items():
+        db_for(partition).write(batch)
 
 
 class TableWatermarks(Watermarks):
