@@ -64,7 +64,8 @@ class Settings:
         "data/offline", "RILLET_OFFLINE_PATH", "Root of the Parquet offline store"
     )
     state_dir: str = _setting(
-        "data/state", "RILLET_STATE_DIR", "Worker's local state directory (Faust data dir)"
+        "data/state", "RILLET_STATE_DIR",
+        "Workers' local state directory: each worker process on the machine takes a `slot-N` directory under it"
     )
     web_port: int = _setting(
         6066, "RILLET_WEB_PORT", "Worker's HTTP port for /health and /metrics"

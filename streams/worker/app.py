@@ -14,7 +14,6 @@ import asyncio
 import functools
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -31,6 +30,7 @@ from streams.worker import batch_transport
 from streams.worker.agent import ViewAgent
 from streams.worker.logs import log_event
 from streams.worker.metrics import WorkerMetrics
+from streams.worker.state_slot import claim_state_slot
 
 __all__ = ["build_app", "resolve_versions"]
 
@@ -96,7 +96,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     consumers = [f"{batch_transport.SCHEME}://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     versions = resolve_versions(settings, views)
-    Path(settings.state_dir).mkdir(parents=True, exist_ok=True)  # Faust refuses a missing data dir
+    datadir = claim_state_slot(settings.state_dir)  # a directory of this process's own (RocksDB locks files)
     app = faust.App(
         live_group(settings.worker_group, versions),
         broker=brokers,
@@ -108,7 +108,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         table_standby_replicas=settings.standby_replicas,
-        datadir=settings.state_dir,
+        datadir=str(datadir),
         web_port=settings.web_port,
         web_bind=settings.web_host,
         web_in_thread=False,

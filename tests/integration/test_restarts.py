@@ -199,6 +199,10 @@ def test_rebalances_mid_stream_lose_nothing_and_count_nothing_twice(stack, tmp_p
         producer.flush()
         wait_until(lambda: (assigned(ports[1]) and assigned(ports[0])) or not second.alive() or not first.alive(),
                    timeout_s=120, what="both workers to own partitions")
+        if standbys:  # two live workers on one machine, each a standby of the other's partitions: both keep going
+            wait_until(lambda: "Starting standby partitions" in second.tail(400) or not second.alive(),
+                       timeout_s=60, what="the second worker to follow its standby partitions")
+            assert second.alive() and first.alive(), "a worker stopped: " + second.tail(30)
         before = read(ports[0])
         producer.send_many(thirds[2])
         producer.flush()
