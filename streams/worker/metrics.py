@@ -53,6 +53,9 @@ class WorkerMetrics:
         self.recovery_remaining = Gauge(
             "rillet_recovery_remaining_records", "Changelog records still to read before processing resumes",
             ["view"], registry=r)
+        self.standby_behind = Gauge(
+            "rillet_standby_behind_records", "Changelog records a standby copy held here has still to apply: "
+            "what a failover to this worker would read before it processes", ["view", "partition"], registry=r)
         self.recovery_rate = Gauge(
             "rillet_recovery_records_per_second", "How fast the changelog is read back", registry=r)
         self.timer_drift = Histogram(

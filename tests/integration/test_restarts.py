@@ -12,6 +12,7 @@ offset, so nothing is lost and nothing is counted twice.
 from __future__ import annotations
 
 import random
+import urllib.request
 
 import pyarrow.parquet as pq
 import pytest
@@ -165,6 +166,17 @@ def test_two_workers_split_the_partitions_and_agree_with_one(stack, tmp_path):
     assert read_offline(settings.offline_root, view.name).num_rows == len(history)
 
 
+def standby_lag(port: int) -> float | None:
+    """The sum of `rillet_standby_behind_records` over the worker's standby partitions; None before it reports."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            lines = [line for line in response.read().decode().splitlines()
+                     if line.startswith("rillet_standby_behind_records{")]
+    except OSError:
+        return None
+    return sum(float(line.split()[-1]) for line in lines) if lines else None
+
+
 @pytest.mark.parametrize("standbys", [0, 1])
 def test_rebalances_mid_stream_lose_nothing_and_count_nothing_twice(stack, tmp_path, standbys):
     """The batch transport under rebalances: a second worker joins while events keep coming, then the
@@ -202,6 +214,8 @@ def test_rebalances_mid_stream_lose_nothing_and_count_nothing_twice(stack, tmp_p
         if standbys:  # two live workers on one machine, each a standby of the other's partitions: both keep going
             wait_until(lambda: "Starting standby partitions" in second.tail(400) or not second.alive(),
                        timeout_s=60, what="the second worker to follow its standby partitions")
+            wait_until(lambda: standby_lag(ports[1]) is not None or not second.alive(), timeout_s=30,
+                       what="the second worker to report how far its standby copies trail")
             assert second.alive() and first.alive(), "a worker stopped: " + second.tail(30)
         before = read(ports[0])
         producer.send_many(thirds[2])
