@@ -20,7 +20,7 @@ from fastavro.validation import validate
 
 from schemas.columnar import BlockDecoder
 from schemas.store import SchemaStore, UnknownSchemaError, subject_for
-from streams.definitions.entity_keys import composite_key
+from streams.definitions.entity_keys import keys_of
 from streams.definitions.view import FeatureView
 from streams.errors import EventDecodeError, InvalidEventError
 from streams.kernel.engine import Event
@@ -215,12 +215,7 @@ class EventDecoder:
                         failed[row] = EventDecodeError(rule.reason, f"field {name!r}: {problem}")
         keep = [row for row in range(len(indices)) if row not in failed] if failed else range(len(indices))
         failures = sorted([*failures, *((indices[row], error) for row, error in failed.items())], key=lambda f: f[0])
-        if len(view.entity_fields) == 1:
-            names = columns[view.entity_fields[0]]
-            entities = [str(names[row]) for row in keep]
-        else:
-            parts = [columns[name] for name in view.entity_fields]
-            entities = [composite_key([part[row] for part in parts]) for row in keep]
+        entities = keys_of(view.entity_fields, [[columns[name][row] for row in keep] for name in view.entity_fields])
         return DecodedEvents(
             [indices[row] for row in keep], entities,
             np.fromiter((int(event_ms[row]) for row in keep), np.int64, len(keep)),

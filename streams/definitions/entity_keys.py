@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["composite_key", "key_column", "key_of", "row_from_text", "split_key"]
+__all__ = ["composite_key", "key_column", "key_of", "keys_of", "row_from_text", "split_key"]
 
 
 def composite_key(values: Sequence[Any]) -> str:
@@ -35,9 +35,14 @@ def split_key(fields: Sequence[str], key: str) -> dict[str, str]:
 
 def key_of(fields: Sequence[str], row: Mapping[str, Any]) -> str:
     """The key text of the entity a record or an entity row names (every field present)."""
+    return keys_of(fields, [[row[f]] for f in fields])[0]
+
+
+def keys_of(fields: Sequence[str], columns: Sequence[Sequence[Any]]) -> list[str]:
+    """The key text of each row, from the entity fields' values as columns (one per field, in `fields` order)."""
     if len(fields) == 1:
-        return str(row[fields[0]])
-    return composite_key([row[f] for f in fields])
+        return [str(value) for value in columns[0]]
+    return [composite_key(parts) for parts in zip(*columns, strict=True)]
 
 
 def key_column(fields: Sequence[str], table: pa.Table) -> pa.Array | pa.ChunkedArray:
