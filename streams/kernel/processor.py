@@ -130,7 +130,8 @@ class ViewProcessor:
                 continue
             progress.mark(record.partition, record.offset)
             fresh.append(record)
-        decoded = self.decoder.decode_batch([r.value for r in fresh], [r.timestamp_ms for r in fresh])
+        stamps = [r.timestamp_ms for r in fresh]
+        decoded = self.decoder.decode_batch([r.value for r in fresh], stamps)
         letters: list[tuple[int, DeadLetter]] = [  # (index in fresh, letter): sent in record order
             (i, DeadLetter(fresh[i], error.reason, error.message)) for i, error in decoded.failures]
         counts["dead_lettered"] += len(decoded.failures)
@@ -141,8 +142,9 @@ class ViewProcessor:
             after = event_ms > until_ms
             counts["after_until"] += int(after.sum())
             keep &= ~after
-        stamped = np.array([r.timestamp_ms is not None for r in fresh], dtype=bool)[positions]
-        record_ms = np.array([r.timestamp_ms or 0 for r in fresh], dtype=np.int64)[positions]
+        at_events = [stamps[i] for i in decoded.positions]
+        stamped = np.array([ms is not None for ms in at_events], dtype=bool)
+        record_ms = np.array([ms or 0 for ms in at_events], dtype=np.int64)
         future = keep & engine.from_future(event_ms, record_ms, stamped)
         for k in np.flatnonzero(future).tolist():
             record, ms = fresh[int(positions[k])], int(event_ms[k])
