@@ -199,15 +199,18 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
                 await agent.report_health()
             report_standbys()
 
+    view_of_changelog = {agent.changelog.topic: agent.view.name for agent in agents}
+
     def report_standbys() -> None:
         """How far each standby copy held here trails its changelog's head (`rillet_standby_behind_records`)."""
-        recovery, views = app.tables.recovery, {agent.changelog.topic: agent.view.name for agent in agents}
+        recovery = app.tables.recovery
         metrics.standby_behind.clear()
         for tp in list(recovery.standby_tps):
-            head = app.consumer.highwater(tp) if tp.topic in views else None
+            head = app.consumer.highwater(tp) if tp.topic in view_of_changelog else None
             if head is not None:
                 applied = recovery.standby_offsets.get(tp, -1)
-                metrics.standby_behind.labels(views[tp.topic], str(tp.partition)).set(max(head - applied - 1, 0))
+                metrics.standby_behind.labels(view_of_changelog[tp.topic], str(tp.partition)).set(
+                    max(head - applied - 1, 0))
 
     async def report_recovery() -> None:
         """Recovery progress from Faust's recovery service, every half second until it is done (Faust's timers
