@@ -85,8 +85,7 @@ def run_parallel(replay: Replay, features_path: str, processes: int, *,
     if on_progress:
         on_progress(planned, planned, report.counts["read"] / max(report.seconds, 1e-9))
     if replay.switch:
-        report.switched_from = replay.finish(info)
-        report.switched = True
+        replay.finish(info, report)
     return report
 
 

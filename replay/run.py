@@ -12,7 +12,10 @@ the same per-partition and per-entity offsets the worker uses.
 
 When every partition has reached the head, the replay hands its offsets to
 the new version's live consumer group and switches the active pointer
-(`sinks.online.versions`). With `--until` it stops at that event time and does not
+(`sinks.online.versions`), keeping the version it replaced current for a
+rollback when asked to (`keep_s`). With `candidate` it switches nothing: the
+version becomes a candidate, which the workers keep current beside the active
+one until `rillet promote` (or `rillet versions retire`). With `--until` it stops at that event time and does not
 switch: a backfill for training data. Dead letters are only counted: the live
 worker already sent each one to the DLQ.
 """
@@ -30,7 +33,7 @@ from schemas.codec import EventDecoder
 from schemas.store import open_schema_store
 from sinks.offline.store import OfflineStore
 from sinks.online.store import OnlineStore, aggregated_counts
-from sinks.online.versions import VersionInfo, VersionRegistry, live_group
+from sinks.online.versions import BUILDING, VersionInfo, VersionRegistry, live_group
 from sinks.redis_client import connect_redis
 from streams import faults
 from streams.broker.kafka_log import client_config
@@ -68,6 +71,7 @@ class ReplayReport:
     seconds: float = 0.0
     switched_from: int | None = None
     switched: bool = False
+    candidate: bool = False  # built as a candidate: the workers keep it current; nothing switched
 
     @property
     def events_per_s(self) -> float:
@@ -82,12 +86,13 @@ class Replay:
 
     def __init__(self, settings: Settings, view: FeatureView, *, from_ms: int | None = None,
                  until_ms: int | None = None, batch_size: int = 50_000, switch: bool = True,
-                 partitions: list[int] | None = None) -> None:
+                 partitions: list[int] | None = None, candidate: bool = False, keep_s: float = 0.0) -> None:
         self.settings, self.view = settings, view
         self.partitions = None if partitions is None else set(partitions)  # a share of the topic (parallel replays)
         self.from_ms, self.until_ms = from_ms, until_ms
         self.batch_size = batch_size
         self.switch = switch and until_ms is None
+        self.candidate, self.keep_s = candidate, keep_s
         self.redis = connect_redis(settings)
         self.registry = VersionRegistry(self.redis)
         self.engine = ViewEngine(view)
@@ -220,13 +225,21 @@ class Replay:
         report.seconds = time.monotonic() - started
         info = self.registry.get(self.view.name, info.version) or info
         if not pending and self.switch:
-            report.switched_from = self.finish(info)
-            report.switched = True
+            self.finish(info, report)
         return report
 
-    def finish(self, info: VersionInfo) -> int | None:
-        """Hand every partition's progress (whichever process replayed it) to the live group, then switch."""
-        return self._hand_over_and_switch(info, Watermarks(self.load_progress(info.version)))
+    def finish(self, info: VersionInfo, report: ReplayReport) -> None:
+        """At the head: make the version a candidate, or hand every partition's progress (whichever process
+        replayed it) to the live group and switch."""
+        if report.seconds and report.counts["read"]:  # `rillet plan` estimates a replay's time from it
+            self.registry.record_replay_rate(self.view.name, info.version, report.events_per_s)
+        if self.candidate:
+            if info.state == BUILDING:
+                self.registry.mark_candidate(self.view.name, info.version)
+            report.candidate = True
+            return
+        report.switched_from = self._hand_over_and_switch(info, Watermarks(self.load_progress(info.version)))
+        report.switched = True
 
     def _apply(self, records, processor: ViewProcessor, states, load_state, online: OnlineStore,
                offline: OfflineStore, on_disk: dict[int, set[int]], info: VersionInfo, report: ReplayReport) -> None:
@@ -286,7 +299,7 @@ class Replay:
             log.warning(json.dumps({"event": "handover_commit_refused", "view": self.view.name,
                                     "version": info.version, "group": group, "error": refused,
                                     "message": "workers start from the replay's progress record instead"}))
-        return self.registry.switch(self.view.name, info.version)
+        return self.registry.promote(self.view.name, info.version, keep_s=self.keep_s)[0]
 
     def _consumer_config(self, group: str) -> dict:
         config = {**client_config(self.settings.bootstrap_servers), "group.id": group,

@@ -14,6 +14,7 @@ import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from schemas.compatibility import Incompatibility, InvalidSchemaError, Mode, check
 from streams.errors import ConfigError
@@ -125,3 +126,21 @@ def check_folder(folder: Path, base: str | None = None, registry_url: str = "",
                 found = [Incompatibility("/", f"invalid schema: {exc}", "invalid")]
             problems += [SubjectProblem(subject, p) for p in found]
     return problems, checked
+
+
+def deployed_schemas(settings: Any, subject: str) -> tuple[list[dict], str]:
+    """The schemas registered under `subject`, oldest first, and its compatibility level: from the registry
+    at RILLET_SCHEMA_REGISTRY_URL (its level, BACKWARD by default), or the Redis store (BACKWARD)."""
+    if settings.schema_registry_url:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        try:
+            level = str(SchemaRegistryClient({"url": settings.schema_registry_url}).get_compatibility(subject))
+        except SchemaRegistryError:
+            level = "BACKWARD"
+        return registered_versions(settings.schema_registry_url, subject), level.rsplit(".", 1)[-1].upper()
+    from schemas.store import RedisSchemaStore
+    from sinks.redis_client import connect_redis
+
+    return RedisSchemaStore(connect_redis(settings)).subject_schemas(subject), "BACKWARD"

@@ -75,6 +75,10 @@ class RedisSchemaStore:
         self._cache[schema_id] = schema
         return schema_id
 
+    def subject_schemas(self, subject: str) -> list[dict]:
+        """The schemas registered under `subject`, oldest first."""
+        return [self.schema_by_id(int(i)) for i in self._redis.lrange(f"rillet:schemas:subject:{subject}", 0, -1)]
+
     def schema_by_id(self, schema_id: int) -> dict:
         cached = self._cache.get(schema_id)
         if cached is not None:

@@ -69,7 +69,7 @@ class OfflineReader:
         self.client = client
         self._logs: dict[tuple[str, int], tuple[int, EventLog]] = {}
 
-    def version_of(self, view_name: str, pinned: int | None = None) -> int:
+    def version_of(self, view_name: str, pinned: int | str | None = None) -> int:
         """The version a join reads of a view: `pinned` (a `view@vN` reference), the reader's version, or the
         active one.
 
@@ -81,6 +81,11 @@ class OfflineReader:
 
         registry = VersionRegistry(self.client) if self.client is not None else None
         named = pinned or self.version
+        if isinstance(named, str):  # a role: `view@candidate:feature`
+            if registry is None:
+                raise ConfigError(f"{view_name}@{named}: naming a version by its role needs client= (a Redis "
+                                  f"client, where the roles are)")
+            return registry.resolve(view_name, named)
         if named is not None:
             if registry is not None:
                 registry.require(view_name, named)

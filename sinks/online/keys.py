@@ -9,9 +9,10 @@
     rillet:{view}:v{n}:progress        hash    a replay's progress per partition (its hand-over)
     rillet:{{view}}:versions           hash    version -> its record (JSON)
     rillet:{{view}}:active             string  the version reads follow
+    rillet:{{view}}:generation         integer bumped by every change of the versions' roles
     rillet:{view}:skew                 string  the latest `rillet skew` report (JSON)
 
-The registry's two keys share a hash tag, so one Lua call on a cluster can switch them
+The registry's three keys share a hash tag, so one Lua call on a cluster can switch them
 together. The online read's Lua script builds state keys from `state_prefix` and
 `STATE_INFIX`, which it is given, so it writes no key of its own. (The schema store
 that stands in for a registry keeps its own `rillet:schemas:*` keys: schemas/store.py.)
@@ -19,8 +20,8 @@ that stands in for a registry keeps its own `rillet:schemas:*` keys: schemas/sto
 
 from __future__ import annotations
 
-__all__ = ["STATE_INFIX", "active_key", "epoch_key", "events_key", "health_key", "history_key", "live_key",
-           "online_key", "progress_key", "skew_key", "state_prefix", "version_pattern", "versions_key"]
+__all__ = ["STATE_INFIX", "active_key", "epoch_key", "events_key", "generation_key", "health_key", "history_key",
+           "live_key", "online_key", "progress_key", "skew_key", "state_prefix", "version_pattern", "versions_key"]
 
 STATE_INFIX = ":e:"
 
@@ -74,3 +75,7 @@ def active_key(view: str) -> str:
 
 def skew_key(view: str) -> str:
     return f"rillet:{view}:skew"
+
+
+def generation_key(view: str) -> str:
+    return f"rillet:{{{view}}}:generation"

@@ -162,8 +162,15 @@ class FeatureReader:
         """Which keys to read for these features (and a service's) and entity rows; errors name the missing piece."""
         selection = select(list(features or []), find_service(self.services, service) if service else None,
                            self.derived)
-        wanted = self.resolve(selection.references)
-        shown = self.resolve(selection.outputs) if selection.outputs else {}
+        pins = {view_name: self._check_version(view_name, version) for view_name, version in selection.pins.items()
+                if view_name in self.engines}
+        if pins:  # a pinned version's own definition names its features (`view@v1:*`, a feature it alone has)
+            engines = {**self.engines, **{name: self.engine_for(name, version) for name, version in pins.items()}}
+            wanted = resolve_features(engines, selection.references)
+            shown = resolve_features(engines, selection.outputs) if selection.outputs else {}
+        else:
+            wanted = self.resolve(selection.references)
+            shown = self.resolve(selection.outputs) if selection.outputs else {}
         hidden = [f"{view}:{n}" for view, names in wanted.items() for n in names if n not in shown.get(view, [])]
         typed: dict[str, list[Any]] = {}  # request input -> its values as its declared type, per row
         for d in selection.derived:
@@ -190,17 +197,17 @@ class FeatureReader:
                 else:
                     entities.append(composite_key([_entity_text(row[name], i, name) for name in fields]))
             keys.append((view_name, entities))
-        for view_name, version in selection.pins.items():
-            if view_name in wanted:
-                self._check_version(view_name, version)
-        return ReadPlan(wanted, entity_rows, keys, selection.derived, hidden, selection.pins)
+        return ReadPlan(wanted, entity_rows, keys, selection.derived, hidden,
+                        {name: version for name, version in pins.items() if name in wanted})
 
-    def _check_version(self, view_name: str, version: int) -> None:
-        """A version a reference names must exist (gc removes retired ones): an error, never nulls."""
+    def _check_version(self, view_name: str, version: int | str) -> int:
+        """The number of a version a reference names, which must exist (gc removes retired ones): an error,
+        never nulls. A role (`candidate`) is looked up at each read: a promotion moves it."""
         from sinks.online.versions import VersionRegistry
 
-        if (view_name, version) not in self._version_engines:
-            VersionRegistry(self.redis).require(view_name, version)
+        if isinstance(version, int) and (view_name, version) in self._version_engines:
+            return version
+        return VersionRegistry(self.redis).resolve(view_name, version)
 
     def _script_args(self, view_name: str, entities: list[str]) -> tuple[list[str], list[str]]:
         from sinks.online.versions import VersionRegistry

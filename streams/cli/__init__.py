@@ -10,6 +10,7 @@ import logging
 import sys
 import warnings
 
+from streams.cli.change import cmd_diff, cmd_plan, cmd_promote, cmd_rollback
 from streams.cli.operate import cmd_dlq, cmd_registry, cmd_replay, cmd_restore, cmd_schemas, cmd_status, cmd_versions
 from streams.cli.parser import build_parser
 from streams.cli.read import cmd_get, cmd_historical, cmd_land_served, cmd_serve, cmd_skew
@@ -24,7 +25,8 @@ COMMANDS = {"up": cmd_up, "worker": cmd_worker, "publish": cmd_publish, "get": c
             "schemas": cmd_schemas, "registry": cmd_registry, "serve": cmd_serve,
             "dlq": cmd_dlq, "restore": cmd_restore, "historical": cmd_historical, "replay": cmd_replay,
             "versions": cmd_versions, "status": cmd_status, "skew": cmd_skew,
-            "land-served": cmd_land_served}
+            "land-served": cmd_land_served, "plan": cmd_plan, "promote": cmd_promote, "rollback": cmd_rollback,
+            "diff": cmd_diff}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,8 +24,16 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     view = view_named(chosen_views(args, settings), args.view)
     if args.processes > 1 and args.partitions is not None:
         raise ConfigError("--processes splits the partitions itself: give it or --partitions, not both")
+    if args.candidate and args.until_ms is not None:
+        raise ConfigError("--candidate builds a version kept current to the head: leave out --until")
     replay = Replay(settings, view, from_ms=args.from_ms, until_ms=args.until_ms, batch_size=args.batch_size,
-                    switch=not args.no_switch and args.partitions is None, partitions=args.partitions)
+                    switch=not args.no_switch and args.partitions is None, partitions=args.partitions,
+                    candidate=args.candidate, keep_s=args.keep_previous)
+    if args.candidate:
+        existing = [v.version for v in replay.registry.list(view.name)
+                    if v.fingerprint == view.fingerprint and v.state in ("candidate", "active")]
+        if existing:
+            raise ConfigError(f"view {view.name}: v{existing[-1]} already has this definition and is kept current")
     if args.dry_run:
         report = replay.run(dry_run=True)
         for r in report.ranges:
@@ -53,7 +61,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                "late": report.counts["late"], "future_event_time": report.counts["future_event_time"],
                "dead_lettered": report.counts["dead_lettered"],
                "events_per_s": round(report.events_per_s), "seconds": round(time.monotonic() - started, 2),
-               "switched": report.switched, "previous_version": report.switched_from}
+               "switched": report.switched, "previous_version": report.switched_from, "candidate": report.candidate}
     print(json.dumps(summary))
     return 0
 
@@ -67,6 +75,12 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
 
     views = [view_named(chosen_views(args, settings), args.view)] if args.view else chosen_views(args, settings)
     registry = VersionRegistry(connect_redis(settings))
+    if args.action == "retire":
+        if not args.view or args.version is None:
+            raise ConfigError("versions retire: give --view and --version")
+        registry.retire(views[0].name, args.version)
+        print(json.dumps({"view": views[0].name, "retired": args.version}))
+        return 0
     for view in views:
         if args.action == "gc":
             removed = registry.gc(view.name, grace_s=args.grace)
@@ -84,6 +98,7 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps({"view": view.name, "version": info.version, "state": info.state,
                               "fingerprint": info.fingerprint, "definition": info.fingerprint == view.fingerprint,
                               "created_ms": info.created_ms, "switched_ms": info.switched_ms,
+                              "kept_until_ms": info.kept_until_ms,
                               "events": info.events, "lag": version_lag(settings, registry, view, info, heads)}))
     return 0
 

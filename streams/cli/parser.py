@@ -86,6 +86,19 @@ def _positive(kind: type) -> Any:
 
     return parse
 
+def _duration_s(text: str) -> float:
+    """An argparse type: a duration (`1h`, `30m`, `90s`, `0`) as seconds."""
+    from streams.errors import DefinitionError
+    from streams.timeutil import to_ms
+
+    try:
+        value = int(text) * 1000 if text.isdigit() else to_ms(text, what="duration")
+    except (DefinitionError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 1h, 30m or 90s") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value / 1000
+
 def _partition_list(text: str) -> list[int]:
     """`0,2,5` -> [0, 2, 5]."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
@@ -123,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     get = sub.add_parser("get", help="print an entity's features as JSON")
     get.add_argument("--features", dest="sub_features", help="feature definitions file")
     what = get.add_mutually_exclusive_group(required=True)
-    what.add_argument("--view", help="every feature of this view")
+    what.add_argument("--view", help="every feature of this view (VIEW@candidate, VIEW@v2: of that version)")
     what.add_argument("--service", help="a feature service's features, derived ones included")
     get.add_argument("--entity", required=True, action="append",
                      help="entity id (repeatable); a composite entity's values separated by commas: u1,m7; "
@@ -162,6 +175,48 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--no-switch", action="store_true",
                         help="build, but leave the switch to a final run without --partitions")
     replay.add_argument("--batch-size", type=_positive(int), default=50_000)
+    replay.add_argument("--candidate", action="store_true",
+                        help="build a candidate: the workers keep it current beside the active version, reads "
+                             "name it (view@candidate:feature), rillet promote switches to it")
+    replay.add_argument("--keep-previous", type=_duration_s, default=0.0, metavar="DURATION",
+                        help="at the switch, keep the replaced version current this long (1h, 30m) so that "
+                             "rillet rollback is instant (default 0: retire it)")
+
+    plan = sub.add_parser("plan", help="compare the features file with what is deployed: per view unchanged, "
+                          "changed (which features) or new, the replay it needs; exit 0 nothing to do, "
+                          "2 changes pending, 1 refused")
+    plan.add_argument("--features", dest="sub_features", help="feature definitions file")
+    plan.add_argument("--view", help="one view (default: every defined view)")
+    plan.add_argument("--json", action="store_true", help="one JSON object per view")
+
+    promote = sub.add_parser("promote", help="switch readers to a candidate version (atomic), keeping the "
+                             "replaced version current for a rollback")
+    promote.add_argument("--features", dest="sub_features", help="feature definitions file")
+    promote.add_argument("--view", required=True)
+    promote.add_argument("--version", type=_positive(int), default=None, help="default: the newest candidate")
+    promote.add_argument("--keep-previous", type=_duration_s, default=3600.0, metavar="DURATION",
+                         help="keep the replaced version current this long for rillet rollback (default 1h; "
+                              "0: retire it at once)")
+
+    rollback = sub.add_parser("rollback", help="switch readers back to the version kept by the last promotion")
+    rollback.add_argument("--features", dest="sub_features", help="feature definitions file")
+    rollback.add_argument("--view", required=True)
+
+    diff = sub.add_parser("diff", help="compare two versions of a view on the same entities at the same time, "
+                          "per feature (online; offline with --entities)")
+    diff.add_argument("--features", dest="sub_features", help="feature definitions file")
+    diff.add_argument("--view", required=True)
+    diff.add_argument("--from", dest="from_version", default="active", metavar="VERSION",
+                      help="a number, active, candidate or previous (default: active)")
+    diff.add_argument("--to", dest="to_version", default="candidate", metavar="VERSION",
+                      help="a number, active, candidate or previous (default: candidate)")
+    diff.add_argument("--sample", type=_positive(int), default=1000,
+                      help="online: entities compared, taken from the stored states (default 1000)")
+    diff.add_argument("--all", action="store_true", help="online: every stored entity")
+    diff.add_argument("--as-of", type=_parse_time_ms, help="online: the time compared (default: now)")
+    diff.add_argument("--entities", help="offline: a training set's entity rows (Parquet or CSV with "
+                      "event_timestamp): both versions joined at each row's time")
+    diff.add_argument("--json", action="store_true", help="one JSON object per feature")
 
     status = sub.add_parser("status", help="one line per view: version, workers, lag, freshness against its "
                             "target, dead letters and late events in the last hour")
@@ -187,8 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("--idle", type=_not_negative, default=3.0, metavar="SECONDS",
                       help="stop after this long without a new record (default 3)")
 
-    versions = sub.add_parser("versions", help="list a view's versions (or 'versions gc' to delete retired ones)")
-    versions.add_argument("action", nargs="?", choices=["list", "gc"], default="list")
+    versions = sub.add_parser("versions", help="list a view's versions and their roles ('versions gc' deletes "
+                              "retired ones, 'versions retire --version N' stops keeping a candidate current)")
+    versions.add_argument("action", nargs="?", choices=["list", "gc", "retire"], default="list")
+    versions.add_argument("--version", type=_positive(int), default=None, help="retire: the version")
     versions.add_argument("--features", dest="sub_features", help="feature definitions file")
     versions.add_argument("--view", help="one view (default: every defined view)")
     versions.add_argument("--grace", type=_not_negative, default=60.0, metavar="SECONDS",

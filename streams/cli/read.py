@@ -32,7 +32,8 @@ def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
     if args.service:
         views, refs = definitions.views, []
     else:
-        views, refs = [view_named(definitions.views, args.view)], [f"{args.view}:*"]
+        name = args.view.partition("@")[0]  # `--view payments@candidate`, `--view payments@v2`
+        views, refs = [view_named(definitions.views, name)], [f"{args.view}:*"]
     reader = FeatureReader(views, connect_redis(settings), services=definitions.services,
                            derived=definitions.derived)
     empty = reader.plan(refs, [], service=args.service)

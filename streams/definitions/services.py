@@ -76,7 +76,7 @@ class Selection:
     outputs: list[str]
     derived: list[DerivedFeature]
     inputs: list[str]
-    pins: dict[str, int] = field(default_factory=dict)  # view -> version named in a reference (`view@v2:f`)
+    pins: dict[str, int | str] = field(default_factory=dict)  # view -> version named (`view@v2:f`, `view@candidate:f`)
 
     @property
     def references(self) -> list[str]:
@@ -112,26 +112,34 @@ def select(features: list[str | DerivedFeature], service: FeatureService | None,
     return Selection(list(dict.fromkeys(outputs)), picked, list(dict.fromkeys(inputs)), pins)
 
 
-def pinned_versions(refs: list[str]) -> tuple[list[str], dict[str, int]]:
-    """Split version pins out of references: `payments@v2:amount_sum_5m` reads version 2 of `payments`.
+VERSION_ROLES = ("candidate", "active", "previous")  # sinks.online.versions.ROLES: what a pin may name
 
-    Returns the references without their pins (`payments:amount_sum_5m`) and {view: version}.
+
+def pinned_versions(refs: list[str]) -> tuple[list[str], dict[str, int | str]]:
+    """Split version pins out of references: `payments@v2:amount_sum_5m` reads version 2 of `payments`,
+    `payments@candidate:amount_sum_5m` its candidate (a role, resolved to a number at the read).
+
+    Returns the references without their pins (`payments:amount_sum_5m`) and {view: version or role}.
 
     Raises:
-        UnknownFeatureError: a pin that is not `@v<number>`, or one view pinned to two versions.
+        UnknownFeatureError: a pin that is neither `@v<number>` nor a role, or one view pinned to two versions.
     """
     plain: list[str] = []
-    pins: dict[str, int] = {}
+    pins: dict[str, int | str] = {}
     for ref in refs:
         head, sep, name = ref.partition(":")
         view, at, pin = head.partition("@")
         if at:
-            if not (pin.startswith("v") and pin[1:].isdigit() and int(pin[1:]) > 0):
-                raise UnknownFeatureError(f"feature reference {ref!r}: write a version as view@v<number>:feature, "
+            if pin in VERSION_ROLES:
+                version: int | str = pin
+            elif pin.startswith("v") and pin[1:].isdigit() and int(pin[1:]) > 0:
+                version = int(pin[1:])
+            else:
+                raise UnknownFeatureError(f"feature reference {ref!r}: write a version as view@v<number>:feature "
+                                          f"or view@candidate:feature (or @active, @previous), "
                                           f"e.g. {view}@v2:{name or '*'}")
-            version = int(pin[1:])
             if pins.setdefault(view, version) != version:
-                raise UnknownFeatureError(f"view {view} is pinned to two versions (v{pins[view]} and v{version}); "
+                raise UnknownFeatureError(f"view {view} is pinned to two versions ({pins[view]} and {version}); "
                                           "one read takes one version of a view")
         plain.append(f"{view}{sep}{name}")
     return plain, pins

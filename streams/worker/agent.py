@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import time
+from typing import Any
 
 import faust
 from faust.types import Message
@@ -34,7 +35,7 @@ from streams.kernel.records import StateWrite
 from streams.kernel.watermark import PROGRESS_KEY_PREFIX
 from streams.settings import Settings
 from streams.worker.dead_letter_sender import DeadLetterSender
-from streams.worker.handover import Handover, exit_if_retired
+from streams.worker.handover import Handover
 from streams.worker.healing import RedisHealer
 from streams.worker.health import HealthReporter
 from streams.worker.logs import log_event
@@ -49,9 +50,14 @@ class ViewAgent:
 
     def __init__(self, app: faust.App, view: FeatureView, settings: Settings, store: SchemaStore,
                  metrics: WorkerMetrics, partitions: int, version: int = 1, replayed: bool = False,
-                 dlq_partitions: int | None = None) -> None:
+                 dlq_partitions: int | None = None, own: bool = True) -> None:
         self.app, self.view, self.settings, self.metrics = app, view, settings, metrics
         self.version = version
+        # The version of this process's own definition sends the view's dead letters and names its metrics;
+        # another version kept current beside it (a candidate, a previous one) counts its letters, as a
+        # replay does, and its metrics carry `view@vN`: one letter per bad record, one series per version.
+        self.own = own
+        self.label = view.name if own else f"{view.name}@v{version}"
         # A version a replay built starts with its states in Redis and its progress in the
         # replay's record, not in this table: read them from there until the table has them.
         self.replayed = replayed
@@ -72,7 +78,7 @@ class ViewAgent:
         self.processor = ViewProcessor(self.engine, EventDecoder(view, store), self.watermarks,
                                        hot_states=settings.hot_states)
         self.online = OnlineStore(view, version, replica_acks=settings.redis_replica_acks,
-                                  on_wait=metrics.replica_wait.labels(view.name).observe)
+                                  on_wait=metrics.replica_wait.labels(self.label).observe)
         self.offline = OfflineStore(settings.offline_root, view, version)
         self.redis = connect_redis_async(settings)
         self.gap_reader = GapReader(settings.bootstrap_servers)
@@ -80,31 +86,28 @@ class ViewAgent:
         self.handover = Handover(view, version, self.online, self.redis, self.watermarks)
         self.healer = RedisHealer(app, view, version, replayed, settings, self.engine, self.table, self.watermarks,
                                   self.online, self.redis, metrics)
-        self.health = HealthReporter(app, view, version, self.worker_id, metrics, self.redis, self.watermarks)
+        self.health = HealthReporter(app, view, version, self.worker_id, metrics, self.redis, self.watermarks,
+                                     label=self.label)
         if view.freshness_ms is not None:
-            metrics.freshness_target.labels(view.name).set(view.freshness_ms / 1000)
+            metrics.freshness_target.labels(self.label).set(view.freshness_ms / 1000)
         for counter in (metrics.events_in, metrics.aggregated, metrics.late, metrics.duplicates, metrics.read_back,
                         metrics.restored, metrics.expired):
-            counter.labels(view.name)  # on /metrics from the start, at 0: alert rules see a series, not a gap
+            counter.labels(self.label)  # on /metrics from the start, at 0: alert rules see a series, not a gap
         for reason in DEAD_LETTER_REASONS:
-            metrics.dead_lettered.labels(view.name, reason)
+            metrics.dead_lettered.labels(self.label, reason)
         self._latest: dict[bytes, tuple[int, int]] | None = None  # entity key -> (partition, latest_ms)
         self._offline_seen: dict[int, set[int]] = {}  # partition -> offsets already on disk past its commit
         self.dead_letters = DeadLetterSender(self.dlq, DeadLetterLog(settings.bootstrap_servers, view.dlq_topic),
                                              view.name, view.topic, dlq_partitions or partitions, self.watermarks)
         self._last_sweep = time.monotonic()
         self.peers: list[ViewAgent] = []  # every view of this worker process (build_app sets it)
+        self.versions: Any = None  # the process's VersionWatch (build_app sets it)
 
     def load_state(self, entity: str) -> bytes | None:
         found = self.table.data.get(entity.encode())
         if found is None and self.handover.from_redis:
             found = self.handover.from_redis.get(entity)
         return found
-
-    async def exit_if_retired(self) -> None:
-        """Stop the process when a replay switched any of its views (`streams.worker.handover`)."""
-        await exit_if_retired(self.redis, [(a.view.name, a.version) for a in self.peers or [self]],
-                              (self.view.name, self.version))
 
     async def start_offset(self, partition: int) -> int | None:
         """Where this view must resume reading a partition: past the last offset its own progress covers
@@ -137,7 +140,8 @@ class ViewAgent:
 
     async def _handle(self, messages: list[Message]) -> None:
         started = time.perf_counter()
-        await self.exit_if_retired()
+        if self.versions is not None:
+            await self.versions.check()  # restarts or stops the process when its versions changed
         if self.replayed:
             await self.handover.load()
         records = [
@@ -166,7 +170,8 @@ class ViewAgent:
             self._offline_seen[partition] = self.offline.offsets_written_after(
                 partition, self.watermarks.last_offset(partition))
         # each partition's dead-letter check asks the broker (about 70 ms here): all at once, not in turn
-        await asyncio.gather(*(self.dead_letters.read_sent(partition) for partition in first))
+        if self.own:
+            await asyncio.gather(*(self.dead_letters.read_sent(partition) for partition in first))
         # the batch's CPU work runs off the event loop, so heartbeats, commits, health reports and Faust's
         # timers keep time while it runs (a batch held the loop for seconds: timers woke 0.5-2 s late)
         result = await asyncio.to_thread(self.processor.process, records, self.load_state, int(time.time() * 1000))
@@ -182,7 +187,7 @@ class ViewAgent:
             asyncio.to_thread(self.offline.write, result.rows) if result.rows else asyncio.sleep(0),
         )
         faults.hit("after_offline_write")  # crash tests: Parquet published, changelog not yet
-        if await self.dead_letters.send(result.dead_letters):
+        if self.own and await self.dead_letters.send(result.dead_letters):
             faults.hit("after_dead_letters")  # crash tests: dead letters acknowledged, changelog not yet
         await self._store_in_table(result, writes)
         if time.monotonic() - self._last_sweep >= self.settings.state_sweep_ms / 1000:
@@ -198,7 +203,7 @@ class ViewAgent:
             log_event(logging.WARNING, event="offsets_read_back", view=self.view.name, partition=gap.partition,
                       first=gap.start, last=gap.end - 1, records=len(found),
                       message="the stream skipped these offsets; read them from the broker and applied them in order")
-        self.metrics.read_back.labels(self.view.name).inc(sum(len(found) for found in filled.values()))
+        self.metrics.read_back.labels(self.label).inc(sum(len(found) for found in filled.values()))
         return fill_gaps(records, filled)
 
     async def _store_in_table(self, result: BatchResult, writes: list[StateWrite]) -> None:
@@ -253,7 +258,7 @@ class ViewAgent:
                 del data[key]
                 tombstones.append((partition, key, None))
         await self.changelog.send(tombstones)
-        self.metrics.expired.labels(self.view.name).inc(len(tombstones))
+        self.metrics.expired.labels(self.label).inc(len(tombstones))
         return len(tombstones)
 
     async def report_health(self) -> None:

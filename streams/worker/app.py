@@ -21,6 +21,7 @@ from faust.sensors import Monitor
 from faust.types import Message
 
 from sinks.online.versions import live_group
+from sinks.redis_client import connect_redis_async
 from streams.broker.predecessors import remember_membership
 from streams.broker.tansu import FAUST_GROUP_TIMING, recover_tables_to_the_true_end
 from streams.definitions.view import FeatureView
@@ -31,6 +32,7 @@ from streams.worker.agent import ViewAgent
 from streams.worker.logs import log_event
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.state_slot import claim_state_slot
+from streams.worker.version_watch import VersionWatch
 
 __all__ = ["build_app", "resolve_versions"]
 
@@ -62,19 +64,28 @@ class QuietMonitor(Monitor):
         return None
 
 
-def resolve_versions(settings: Settings, views: list[FeatureView]) -> dict[str, Any]:
-    """Each view's version this worker writes: the active one, which must be its definition.
+def resolve_versions(settings: Settings, views: list[FeatureView]) -> tuple[dict[str, list], dict[str, int]]:
+    """Each view's versions this worker keeps current (active, candidates, a previous one: its own
+    definition's among them), and each view's generation as read before them.
 
-    Raises VersionMismatchError (saying to replay) otherwise.
+    Raises VersionMismatchError (saying to replay) when a view's definition is none of them.
     """
     from sinks.online.versions import VersionRegistry
     from sinks.redis_client import connect_redis
 
     registry = VersionRegistry(connect_redis(settings))
-    out = {}
+    kept, generations = {}, {}
     for view in views:
-        out[view.name] = registry.get(view.name, registry.for_worker(view))
-    return out
+        generations[view.name] = registry.generation(view.name)  # first: a change after it is seen at once
+        kept[view.name] = registry.for_worker(view)
+    return kept, generations
+
+
+def _definition_of(view: FeatureView, info: Any) -> FeatureView:
+    """The definition a version is kept current with: this process's own, or the one stored with it."""
+    from sinks.online.versions import view_from_spec
+
+    return view if info.fingerprint == view.fingerprint else view_from_spec(info.spec)
 
 
 WATCH_EVERY_S = 0.5
@@ -95,7 +106,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
                  broker_heartbeat_interval=min(1.0, settings.session_timeout_s / 6))
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     consumers = [f"{batch_transport.SCHEME}://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
-    versions = resolve_versions(settings, views)
+    versions, generations = resolve_versions(settings, views)
     datadir = claim_state_slot(settings.state_dir)  # a directory of this process's own (RocksDB locks files)
     app = faust.App(
         live_group(settings.worker_group, versions),
@@ -134,11 +145,17 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     # The table's changelog must be co-partitioned with the source topic as it really is.
     actual = partition_counts(settings)
     agents = [
-        ViewAgent(app, view, settings, store, metrics, actual.get(view.topic, view.partitions or settings.partitions),
-                  versions[view.name].version, replayed=bool(versions[view.name].replay),
-                  dlq_partitions=actual.get(view.dlq_topic))
-        for view in views
+        ViewAgent(app, _definition_of(view, info), settings, store, metrics,
+                  actual.get(view.topic, view.partitions or settings.partitions), info.version,
+                  replayed=bool(info.replay), dlq_partitions=actual.get(view.dlq_topic),
+                  own=info.fingerprint == view.fingerprint)
+        for view in views for info in versions[view.name]
     ]
+    watch = VersionWatch(connect_redis_async(settings), versions,
+                         {view.name: next(i.version for i in versions[view.name] if i.fingerprint == view.fingerprint)
+                          for view in views}, generations)
+    for agent in agents:
+        agent.versions = agent.healer.versions = watch
     by_topic: dict[str, list[ViewAgent]] = {}
     for agent in agents:
         agent.peers = agents
@@ -199,7 +216,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
                 await agent.report_health()
             report_standbys()
 
-    view_of_changelog = {agent.changelog.topic: agent.view.name for agent in agents}
+    view_of_changelog = {agent.changelog.topic: agent.label for agent in agents}
 
     def report_standbys() -> None:
         """How far each standby copy held here trails its changelog's head (`rillet_standby_behind_records`)."""
@@ -248,13 +265,29 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
 
     @app.timer(1.0)
     async def heal_redis() -> None:
-        await agents[0].exit_if_retired()  # an idle worker too: new-definition workers may be starting
+        await watch.check()  # an idle worker too: a promotion, a candidate or a retirement changes what it runs
+        if watch.due_to_expire():  # a previous version's time for a rollback is up: retire it (all workers see it)
+            await asyncio.to_thread(_expire_kept, settings, watch.due_to_expire())
         for agent in agents:
             await agent.heal_redis()
 
     app.rillet_metrics = metrics  # type: ignore[attr-defined]
     app.rillet_agents = agents  # type: ignore[attr-defined]
     return app
+
+
+def _expire_kept(settings: Settings, views: list[str]) -> None:
+    from sinks.online.versions import VersionRegistry
+    from sinks.redis_client import connect_redis
+
+    client = connect_redis(settings)
+    try:
+        for view in views:
+            VersionRegistry(client).expire_kept(view)
+    except Exception as exc:  # Redis down: the next tick tries again
+        log_event(logging.WARNING, event="expire_kept_failed", views=views, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        client.close()
 
 
 def _each_view(readers: list[ViewAgent]) -> batch_transport.BatchHandler:

@@ -34,6 +34,7 @@ class RedisHealer:
         self.app, self.view, self.version, self.replayed, self.settings = app, view, version, replayed, settings
         self.engine, self.table, self.watermarks, self.online, self.redis = engine, table, watermarks, online, client
         self.metrics = metrics
+        self.versions: Any = None  # the process's VersionWatch (build_app sets it)
 
     async def heal(self) -> int:
         """Write back every state of the partitions Redis lost; returns how many states were written."""
@@ -64,7 +65,10 @@ class RedisHealer:
         from sinks.redis_client import connect_redis
 
         client = connect_redis(self.settings)
+        watch = self.versions  # the roles this process last saw: a candidate must not come back as active
+        state = watch.role(self.view.name, self.version) if watch is not None else "active"
+        active = watch.active(self.view.name) if watch is not None else None
         try:
-            VersionRegistry(client).recreate(self.view, self.version, self.replayed)
+            VersionRegistry(client).recreate(self.view, self.version, self.replayed, state=state, active=active)
         finally:
             client.close()

@@ -33,8 +33,9 @@ class HealthReporter:
     """Metrics and health reports of one view version in one worker process."""
 
     def __init__(self, app: Any, view: FeatureView, version: int, worker_id: str, metrics: WorkerMetrics,
-                 client: Any, watermarks: TableWatermarks) -> None:
+                 client: Any, watermarks: TableWatermarks, label: str | None = None) -> None:
         self.app, self.view, self.version, self.worker_id = app, view, version, worker_id
+        self.label = label or view.name  # metrics' view label: `view@vN` for a version kept beside the own one
         self.metrics, self.redis, self.watermarks = metrics, client, watermarks
         self.last_event_ms = 0
         self._read_until: dict[int, tuple[int, int | None]] = {}  # partition -> (lag, last record's timestamp)
@@ -43,7 +44,7 @@ class HealthReporter:
 
     def observe(self, records: list[SourceRecord], result: BatchResult, seconds: float) -> None:
         """A batch's counts, delay and lag, to /metrics."""
-        m, name = self.metrics, self.view.name
+        m, name = self.metrics, self.label
         m.events_in.labels(name).inc(len(records))
         m.aggregated.labels(name).inc(result.counts["aggregated"])
         m.late.labels(name).inc(result.counts["late"])
@@ -70,7 +71,7 @@ class HealthReporter:
 
     async def report(self) -> None:
         """Freshness and lag per assigned partition, now: to /metrics, and to Redis for `rillet status`."""
-        m, name, now_ms = self.metrics, self.view.name, int(time.time() * 1000)
+        m, name, now_ms = self.metrics, self.label, int(time.time() * 1000)
         assigned = sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.view.topic)
         report = {}
         for partition in assigned:
@@ -94,9 +95,9 @@ class HealthReporter:
                 if now_ms - self._history_ms >= HISTORY_EVERY_MS:
                     progress = {str(p): [self.watermarks.entry(p).aggregated, self._read_until.get(p, (0, None))[0]]
                                 for p in assigned}
+                    entry = {"at_ms": now_ms, "partitions": json.dumps(progress)}
                     await asyncio.wait_for(self.redis.xadd(
-                        history_key(name, self.version), {"at_ms": now_ms, "partitions": json.dumps(progress)},
-                        maxlen=HISTORY_KEPT, approximate=True), 1.0)
+                        history_key(self.view.name, self.version), entry, maxlen=HISTORY_KEPT, approximate=True), 1.0)
                     self._history_ms = now_ms
             except (TimeoutError, redis.RedisError, *REDIS_DOWN):
                 pass  # Redis is down: the batches wait for it, and so does this report
@@ -105,8 +106,8 @@ class HealthReporter:
         """While this view's state is read back from its changelog: per partition, what is left and when it
         will be done, to /metrics and to Redis (`rillet status` says RECOVERING with an ETA, not STALLED)."""
         now_ms, total = int(time.time() * 1000), sum(remaining.values())
-        self.metrics.recovering.labels(self.view.name).set(1 if remaining else 0)
-        self.metrics.recovery_remaining.labels(self.view.name).set(total)
+        self.metrics.recovering.labels(self.label).set(1 if remaining else 0)
+        self.metrics.recovery_remaining.labels(self.label).set(total)
         if not remaining:
             return
         report = {str(p): json.dumps({"worker": self.worker_id, "at_ms": now_ms, "recovering": True,
