@@ -38,6 +38,7 @@ class FeatureDiff:
     max_abs_diff: float | None = None
     nulls_gained: int = 0
     nulls_lost: int = 0
+    null_in_both: int = 0  # many of these: the time compared may lie past the entities' ttl (try --as-of)
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -48,7 +49,7 @@ class FeatureDiff:
         return {"feature": self.feature, "status": self.status, "compared": self.compared, "changed": self.changed,
                 "share_changed": round(self.share_changed, 6), "mean_abs_diff": self.mean_abs_diff,
                 "max_abs_diff": self.max_abs_diff, "nulls_gained": self.nulls_gained,
-                "nulls_lost": self.nulls_lost, "examples": self.examples}
+                "nulls_lost": self.nulls_lost, "null_in_both": self.null_in_both, "examples": self.examples}
 
 
 @dataclass
@@ -79,6 +80,7 @@ def compare_columns(name: str, before: list[Any], after: list[Any], keys: list[s
     gaps: list[float] = []
     for key, a, b in zip(keys, before, after, strict=True):
         if _same(a, b):
+            diff.null_in_both += a is None
             continue
         diff.changed += 1
         if a is not None and b is None:

@@ -205,7 +205,8 @@ def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
 
 def _diff_text(f: Any) -> str:
     if f.status in ("added", "removed", "equal"):
-        return f"{f.feature}: {f.status}" + (f" ({f.compared:,} values)" if f.status == "equal" else "")
+        return f"{f.feature}: {f.status}" + (f" ({f.compared:,} values, {f.null_in_both:,} null in both)"
+                                             if f.status == "equal" else "")
     figures = [f"{f.changed:,} of {f.compared:,} changed ({f.share_changed:.1%})"]
     if f.max_abs_diff is not None:
         figures.append(f"mean |diff| {f.mean_abs_diff:.6g}, largest {f.max_abs_diff:.6g}")
