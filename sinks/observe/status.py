@@ -33,6 +33,7 @@ class ViewStatus:
     version: int | None
     state: str  # active, building (only a replay's version so far), or none
     building: int | None  # a newer version a replay is building
+    kept: list[dict[str, Any]]  # other versions the workers keep current: {version, role, lag, kept_until_ms}
     workers: int
     partitions_reported: int
     partitions: int
@@ -57,6 +58,8 @@ def view_status(settings: Settings, view: FeatureView, registry: Any, heads: dic
     versions = registry.list(view.name)
     active = next((v for v in versions if v.state == "active"), None)
     building = next((v.version for v in reversed(versions) if v.state == "building"), None)
+    kept = [{"version": v.version, "role": v.state, "lag": reported_lag(registry, view.name, v.version, heads),
+             "kept_until_ms": v.kept_until_ms} for v in versions if v.state in ("candidate", "previous")]
     reports = {}
     if active is not None:
         for partition, raw in registry.redis.hgetall(health_key(view.name, active.version)).items():
@@ -86,7 +89,8 @@ def view_status(settings: Settings, view: FeatureView, registry: Any, heads: dic
         verdict = "ok"
     return ViewStatus(
         view=view.name, version=active.version if active else None, state="active" if active else "none",
-        building=building, workers=len({r["worker"] for r in reports.values()}), partitions_reported=len(reports),
+        building=building, kept=kept, workers=len({r["worker"] for r in reports.values()}),
+        partitions_reported=len(reports),
         partitions=len(heads), lag=lag, freshness_s=round(freshness, 3) if freshness is not None else None,
         freshness_target_s=target, verdict=verdict,
         dead_letters_1h=dead_letters_since(settings, view.dlq_topic, now_ms - HOUR_MS))
@@ -134,6 +138,8 @@ def render(rows: list[ViewStatus], *, as_json: bool = False) -> str:
     lines = [header]
     for r in rows:
         version = "-" if r.version is None else f"v{r.version}" + (f" (v{r.building} building)" if r.building else "")
+        for k in r.kept:  # candidates and a version kept for rollback, with their lag
+            version += f" (v{k['version']} {k['role']}, lag {'-' if k['lag'] is None else format(k['lag'], ',')})"
         lines.append([
             r.view, version, f"{r.workers} ({r.partitions_reported}/{r.partitions} partitions)",
             "-" if r.lag is None else f"{r.lag:,}",

@@ -58,7 +58,10 @@ class Console:
             out["views"].append({
                 "status": {**asdict(status), "late_1h": status.late_1h},
                 "versions": [{"version": v.version, "state": v.state, "events": v.events,
-                              "created_ms": v.created_ms, "switched_ms": v.switched_ms} for v in versions],
+                              "created_ms": v.created_ms, "switched_ms": v.switched_ms,
+                              "kept_until_ms": v.kept_until_ms,
+                              "lag": lag if v is active else version_lag(self.settings, registry, view, v, heads)}
+                             for v in versions],
                 "latest_dead_letters": latest_dead_letters(self.settings, view.dlq_topic, 5),
                 "skew": json.loads(skew) if skew else None,
                 "history": self.history(view, active.version, now_ms) if active else [],
@@ -98,7 +101,9 @@ class Console:
         name = _e(s["view"])
         versions = "".join(
             f"<tr><td>v{v['version']}</td><td>{_e(v['state'])}</td><td>{v['events']:,}</td>"
-            f"<td>{_time(v['created_ms'])}</td><td>{_time(v['switched_ms'])}</td></tr>" for v in figures["versions"])
+            f"<td>{'-' if v.get('lag') is None else format(v['lag'], ',')}</td>"
+            f"<td>{_time(v['created_ms'])}</td><td>{_time(v['switched_ms'])}</td>"
+            f"<td>{_time(v.get('kept_until_ms'))}</td></tr>" for v in figures["versions"])
         dlq_counts = ", ".join(f"{_e(k)} <b>{v:,}</b>" for k, v in sorted(s["dead_letters_1h"].items())) or "none"
         letters = "".join(
             f"<tr><td>{_e(d['reason'])}</td><td>{_e(d['source'])}</td><td>{_time(d['timestamp_ms'])}</td>"
@@ -126,7 +131,8 @@ class Console:
     <figure><figcaption>lag (records), last hour</figcaption>{_chart(history, "lag", now_ms)}</figure>
   </div>
   <h3>versions</h3>
-  <table><tr><th>version</th><th>state</th><th>events</th><th>created</th><th>switched</th></tr>{versions}</table>
+  <table><tr><th>version</th><th>role</th><th>events</th><th>lag</th><th>created</th><th>switched</th>
+  <th>kept until</th></tr>{versions}</table>
   <h3>latest dead letters</h3>
   <table><tr><th>reason</th><th>source</th><th>at</th><th>error</th></tr>{letters}</table>
   <h3>skew (latest <code>rillet skew</code>)</h3>

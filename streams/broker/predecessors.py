@@ -25,7 +25,7 @@ import socket
 import threading
 from pathlib import Path
 
-__all__ = ["forget_dead_predecessors", "remember_membership"]
+__all__ = ["forget_dead_predecessors", "mark_replaced", "remember_membership"]
 
 logger = logging.getLogger(__name__)
 _FOLDER = "group-members"
@@ -63,6 +63,19 @@ def remember_membership(state_dir: str, group: str, member_id: str) -> None:
     temporary.replace(path)
 
 
+def mark_replaced(state_dir: str) -> None:
+    """This process is about to restart in place (`os.execv`: same pid, same start time): mark its membership
+    so that its next incarnation removes it from the group like a dead predecessor's."""
+    path = Path(state_dir) / _FOLDER / f"{socket.gethostname()}-{os.getpid()}.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({**record, "replaced": True}))
+    temporary.replace(path)
+
+
 def _dead_memberships(state_dir: str) -> list[tuple[Path, dict]]:
     folder = Path(state_dir) / _FOLDER
     if not folder.is_dir():
@@ -74,7 +87,8 @@ def _dead_memberships(state_dir: str) -> list[tuple[Path, dict]]:
         except (OSError, ValueError):
             path.unlink(missing_ok=True)
             continue
-        if record.get("host") == host and not _alive(int(record["pid"]), record.get("started_at")):
+        if record.get("host") == host and (record.get("replaced")
+                                           or not _alive(int(record["pid"]), record.get("started_at"))):
             found.append((path, record))
     return found
 

@@ -153,7 +153,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     ]
     watch = VersionWatch(connect_redis_async(settings), versions,
                          {view.name: next(i.version for i in versions[view.name] if i.fingerprint == view.fingerprint)
-                          for view in views}, generations)
+                          for view in views}, generations, settings.state_dir)
     for agent in agents:
         agent.versions = agent.healer.versions = watch
     by_topic: dict[str, list[ViewAgent]] = {}

@@ -31,6 +31,7 @@ import redis
 from sinks.online.keys import generation_key, versions_key
 from sinks.online.versions import ACTIVE, PREVIOUS, VersionInfo
 from sinks.redis_client import REDIS_DOWN, mget
+from streams.broker.predecessors import mark_replaced
 from streams.worker.logs import log_event
 
 __all__ = ["VersionWatch"]
@@ -40,8 +41,8 @@ class VersionWatch:
     """One worker process's view of the registry: the versions it runs, their roles, each view's generation."""
 
     def __init__(self, client: Any, running: dict[str, list[VersionInfo]], own: dict[str, int],
-                 generations: dict[str, int]) -> None:
-        self.redis = client
+                 generations: dict[str, int], state_dir: str = "") -> None:
+        self.redis, self.state_dir = client, state_dir
         self.roles = {view: {info.version: info for info in infos} for view, infos in running.items()}
         self.running = {view: set(infos) for view, infos in self.roles.items()}
         self.own = own  # view -> the version of this process's own definition
@@ -102,4 +103,6 @@ class VersionWatch:
             handler.flush()
         sys.stdout.flush()
         sys.stderr.flush()
+        if self.state_dir:  # the next incarnation removes this one's group membership at once
+            mark_replaced(self.state_dir)
         os.execv(sys.executable, sys.orig_argv)  # the same command; files this process held close at exec

@@ -95,6 +95,16 @@ def test_plan_candidate_diff_promote_rollback(stack, tmp_path):
         assert [r["feature"] for r in plan["changes"]["redefined"]] == ["spend"]
         assert plan["changes"]["settings"] == [] and plan["unchanged_features"] == ["amount_count_30m_every_5m"]
         assert plan["replay"]["records"] == 1200 and plan["action"].endswith("--candidate")
+        schema = json.loads(v1_view.schema.read_text())  # a field without a default cannot read the topic's events
+        schema["fields"].append({"name": "channel", "type": "string"})
+        (tmp_path / "breaking.avsc").write_text(json.dumps(schema))
+        breaking = tmp_path / "features_breaking.py"
+        breaking.write_text(case.features.read_text().replace(str(v1_view.schema), str(tmp_path / "breaking.avsc")))
+        refused = rillet(settings, "plan", "--features", str(breaking), "--json")
+        assert refused.returncode == 1, refused.stderr
+        refusal = json.loads(refused.stdout)
+        assert refusal["status"] == "refused" and not refusal["schema"]["compatible"]
+        assert "channel" in refusal["schema"]["problems"][0]
 
         # a candidate: built, not switched; the running worker restarts itself to keep it current too
         built = last_json(rillet(settings, "replay", "--features", str(new_features), "--view", name, "--candidate"))
@@ -127,6 +137,14 @@ def test_plan_candidate_diff_promote_rollback(stack, tmp_path):
                                     "session_10m_active"]  # a session feature brings its session's columns
         assert summary["unexpected"] == [] and summary["removed"] == []
         assert "amount_count_30m_every_5m: equal" in diffed.stdout
+        rows = tmp_path / "training.csv"  # offline: both versions joined at each row of a training set
+        rows.write_text("user_id,event_timestamp\n" + "".join(f"{u},{at - k * 97_000}\n" for u in users
+                                                              for k in range(3)))
+        offline = rillet(settings, "diff", "--features", str(new_features), "--view", name, "--entities", str(rows))
+        assert offline.returncode == 0, offline.stderr
+        summary = json.loads(offline.stdout.strip().splitlines()[-1])
+        assert (summary["where"], summary["entities"], summary["changed"]) == ("offline", 3 * len(users), ["spend"])
+        assert summary["unexpected"] == []
 
         # a reader runs through the promotion and the rollback: each read one version, never a missing entity
         reader = FeatureReader([v2_view], connect_redis(settings))
@@ -151,6 +169,13 @@ def test_plan_candidate_diff_promote_rollback(stack, tmp_path):
             wait_until(lambda: registry.get(name, 1).events == len(history), timeout_s=30,
                        what="the kept version to hold every event")
             assert_version_exact(settings, v2_view, name, history)  # promoted: unpinned reads are v2
+
+            def kept_in_status() -> list:
+                status = rillet(settings, "status", "--features", str(new_features), "--json")
+                return [(k["version"], k["role"], k["lag"]) for k in json.loads(status.stdout)["kept"]]
+
+            wait_until(lambda: kept_in_status() == [(1, "previous", 0)], timeout_s=30,
+                       what="status to show v1 kept for rollback, caught up")
             assert_version_exact(settings, v1_view, f"{name}@previous", history)
             rolled = last_json(rillet(settings, "rollback", "--features", str(new_features), "--view", name))
             assert (rolled["active"], rolled["rolled_back"]) == (1, 2)
