@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.request
 
 import pytest
 
@@ -26,7 +27,7 @@ from streams.broker.lag import wait_caught_up
 from streams.broker.producer import EventProducer
 from streams.cli.demo import synthetic_payments, worker_process
 from streams.definitions.view import load_views
-from streams.stack.embedded import free_port, wait_until
+from streams.stack.embedded import free_port, port_open, wait_until
 from tests.helpers import WITH_CLUSTER, view_under_test
 from tests.oracle import OEvent, close, value_at
 
@@ -65,6 +66,34 @@ def assert_version_exact(settings, view, ref_view: str, history: list[dict]) -> 
         row = reader.get_online_features([f"{ref_view}:*"], [{"user_id": user}], as_of=latest).rows[0]
         for name, expected in value_at(view, events, user, latest).items():
             assert close(row[f"{view.name}:{name}"], expected), (ref_view, user, name, row, expected)
+
+
+def assert_candidate_served(settings, features, view, users: list[str], at: int) -> None:
+    """`view@candidate` over HTTP and in `rillet get` gives what the Python reader gives for `view@v2`."""
+    name = view.name
+    expected = FeatureReader([view], connect_redis(settings)).get_online_features(
+        [f"{name}@v2:spend", f"{name}@v2:amount_max_session_10m"], [{"user_id": u} for u in users], as_of=at).to_dict()
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", "--features", str(features),
+                               "--port", str(port)], env={**os.environ, **settings.to_env()},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: port_open("127.0.0.1", port), timeout_s=30, what="rillet serve")
+        body = {"features": [f"{name}@candidate:spend", f"{name}@candidate:amount_max_session_10m"],
+                "entities": {"user_id": users}, "as_of": at}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/features/online", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+    finally:
+        server.terminate()
+        server.wait(10)
+    names = answer["metadata"]["feature_names"]
+    assert answer["results"][names.index(f"{name}:spend")]["values"] == expected[f"{name}:spend"]
+    got = rillet(settings, "get", "--features", str(features), "--view", f"{name}@candidate", "--entity", users[0],
+                 "--as-of", str(at))
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["features"]["amount_max_session_10m"] == expected[f"{name}:amount_max_session_10m"][0]
 
 
 @WITH_CLUSTER
@@ -121,6 +150,7 @@ def test_plan_candidate_diff_promote_rollback(stack, tmp_path):
         assert_version_exact(settings, v2_view, f"{name}@v2", history[:1800])
         assert_version_exact(settings, v2_view, f"{name}@candidate", history[:1800])
         assert_version_exact(settings, v1_view, name, history[:1800])  # unpinned reads: still v1
+        assert_candidate_served(settings, new_features, v2_view, users, max(e["event_time"] for e in history[:1800]))
 
         # diff: the redefined feature changed, the untouched one equal (exactly), the new one added
         # the history lies in the past (past its ttl now): compare after its last event, in the second half of a
