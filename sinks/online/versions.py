@@ -281,10 +281,6 @@ class VersionRegistry:
 
         return self._change(view, change)
 
-    def switch(self, view: str, version: int) -> int | None:
-        """Make `version` active and retire the one before, atomically. Returns the old active version."""
-        return self.promote(view, version, keep_s=0.0)[0]
-
     def rollback(self, view: str) -> tuple[int, int]:
         """Make the previous version active again; the version it replaces stays current as a candidate
         (promote it again, or retire it). Returns (the version rolled back from, the version now active)."""

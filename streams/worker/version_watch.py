@@ -86,23 +86,23 @@ class VersionWatch:
 
     def _restart(self, view: str, kept: set[int]) -> None:
         """Restart in place with the versions now kept; exit 3 where this process's definition is not one."""
-        mine = self.own[view]
         fields = {"view": view, "running": sorted(self.running[view]), "kept": sorted(kept)}
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        if mine not in kept:
-            log_event(logging.ERROR, event="version_retired", version=mine, **fields,
+        if self.own[view] not in kept:
+            log_event(logging.ERROR, event="version_retired", version=self.own[view], **fields,
                       message="this worker's definition of the view is no longer kept current (a replay or a "
                               "promotion replaced it); restart workers with the new definitions")
-            for handler in logging.getLogger().handlers:
-                handler.flush()
+            _flush()
             os._exit(3)  # Faust would only restart a crashed agent
         log_event(logging.WARNING, event="versions_changed", **fields,
                   message="the versions kept current changed: restarting this worker in place to run them")
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _flush()
         if self.state_dir:  # the next incarnation removes this one's group membership at once
             mark_replaced(self.state_dir)
         os.execv(sys.executable, sys.orig_argv)  # the same command; files this process held close at exec
+
+
+def _flush() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
