@@ -100,7 +100,6 @@ class ViewAgent:
         self.dead_letters = DeadLetterSender(self.dlq, DeadLetterLog(settings.bootstrap_servers, view.dlq_topic),
                                              view.name, view.topic, dlq_partitions or partitions, self.watermarks)
         self._last_sweep = time.monotonic()
-        self.peers: list[ViewAgent] = []  # every view of this worker process (build_app sets it)
         self.versions: Any = None  # the process's VersionWatch (build_app sets it)
 
     def load_state(self, entity: str) -> bytes | None:

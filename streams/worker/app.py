@@ -158,7 +158,6 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
         agent.versions = agent.healer.versions = watch
     by_topic: dict[str, list[ViewAgent]] = {}
     for agent in agents:
-        agent.peers = agents
         by_topic.setdefault(agent.view.topic, []).append(agent)
     for readers in by_topic.values():
         app.topics.add(readers[0].source)  # subscribed; its records go to the agents through the batch transport
