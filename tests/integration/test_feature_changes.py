@@ -11,12 +11,15 @@ the promotion. A reader running through both switches never sees a missing entit
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
 import threading
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 
@@ -25,6 +28,7 @@ from sinks.online.versions import VersionRegistry
 from sinks.redis_client import connect_redis
 from streams.broker.lag import wait_caught_up
 from streams.broker.producer import EventProducer
+from streams.cli import main
 from streams.cli.demo import synthetic_payments, worker_process
 from streams.definitions.view import load_views
 from streams.stack.embedded import free_port, port_open, wait_until
@@ -46,9 +50,20 @@ BASE = 1_767_225_600_000
 
 
 def rillet(settings, *args):
-    env = {**os.environ, **settings.to_env()}
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, timeout=300,
-                          env=env)
+    """A `rillet` command run in this process (its parser, settings from the environment, one-line errors, exit
+    code): the worker and `rillet serve` run as processes; the commands here would each pay 1-2 s to start."""
+    out, err, saved = io.StringIO(), io.StringIO(), dict(os.environ)
+    os.environ.update(settings.to_env())
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def last_json(done) -> dict:
