@@ -227,15 +227,21 @@ class ViewAgent:
         await self.changelog.send(changes)
 
     def forget(self) -> None:
-        """After a rebalance the table is the truth: drop what this process cached."""
+        """After a rebalance the table is the truth: drop what this process cached.
+
+        The next sweep reads every state again, so it waits a sweep interval: on the batch that takes
+        partitions over it had held that batch's acknowledgement (and the failover) while it read them all.
+        """
         self.watermarks.forget()
         self._latest = None
+        self._last_sweep = time.monotonic()
         self._offline_seen.clear()
         self.dead_letters.forget()
 
     async def expire_states(self) -> int:
         """Drop (with a changelog tombstone) entity states the engine says no new event can reach. Finding
-        them reads every state (decoding them all the first time): off the event loop, between batches."""
+        them reads every state's partition and latest event time the first time (`ViewEngine.position_of`,
+        not a full decode): off the event loop, between batches."""
         self._last_sweep = time.monotonic()
         data = self.table.data
 
@@ -244,8 +250,7 @@ class ViewAgent:
                 latest = {}
                 for key, blob in list(data.items()):
                     if not key.startswith(PROGRESS_KEY_PREFIX):
-                        state = self.engine.decode(blob)
-                        latest[key] = (state.partition, state.latest_ms)
+                        latest[key] = self.engine.position_of(blob)
                 self._latest = latest
             return [(key, partition) for key, (partition, latest_ms) in list(self._latest.items())
                     if self.engine.droppable(latest_ms, self.watermarks.get(partition))]
