@@ -398,22 +398,13 @@ class ViewEngine:
         )
 
     def position_of(self, blob: bytes) -> tuple[int, int]:
-        """(partition, latest_ms) of a stored state, read from the head of its bytes without decoding its panes:
-        all that the expiry sweep needs of every state a worker holds (2.5x faster than `decode` on a small
-        state, more on larger ones).
-
-        Raises:
-            StateLayoutError: the blob was written by another feature definition.
-        """
+        """(partition, latest_ms) of a stored state from the head of its bytes, its panes not decoded: what the
+        expiry sweep needs of every state (2.5x faster than `decode` on a small one). Raises StateLayoutError."""
         unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
         unpacker.feed(blob)
         unpacker.read_array_header()
-        fmt, layout, latest, partition = unpacker.unpack(), unpacker.unpack(), unpacker.unpack(), unpacker.unpack()
-        if fmt != _FORMAT or layout != self.layout_id:
-            raise StateLayoutError(
-                f"view {self.view.name}: stored state has layout {layout}, this definition has "
-                f"{self.layout_id}; the definition changed: replay the view into a new version"
-            )
+        self._check_layout(unpacker.unpack(), unpacker.unpack())
+        latest, partition = unpacker.unpack(), unpacker.unpack()
         return partition, latest
 
     def decode(self, blob: bytes | None) -> EntityState | None:
@@ -424,15 +415,15 @@ class ViewEngine:
         """
         if blob is None:
             return None
-        fmt, layout, latest, partition, offset, grids, sessions = msgpack.unpackb(
-            blob, raw=False, strict_map_key=False
-        )
-        if fmt != _FORMAT or layout != self.layout_id:
-            raise StateLayoutError(
-                f"view {self.view.name}: stored state has layout {layout}, this definition has "
-                f"{self.layout_id}; the definition changed: replay the view into a new version"
-            )
+        fmt, layout, latest, partition, offset, grids, sessions = msgpack.unpackb(blob, raw=False,
+                                                                                  strict_map_key=False)
+        self._check_layout(fmt, layout)
         return EntityState(latest, partition, offset, grids, sessions)
+
+    def _check_layout(self, fmt: int, layout: str) -> None:
+        if fmt != _FORMAT or layout != self.layout_id:
+            raise StateLayoutError(f"view {self.view.name}: stored state has layout {layout}, this definition has "
+                                   f"{self.layout_id}; the definition changed: replay the view into a new version")
 
 
 def _merge_into_sessions(sessions: list[list], aggs: list[Aggregation], gap: int, start: int, end: int,

@@ -224,6 +224,7 @@ def test_plan_candidate_diff_promote_rollback(stack, tmp_path):
             assert_version_exact(settings, v1_view, f"{name}@previous", history)
             rolled = last_json(rillet(settings, "rollback", "--features", str(new_features), "--view", name))
             assert (rolled["active"], rolled["rolled_back"]) == (1, 2)
+            wait_until(lambda: seen[-1] == 1, timeout_s=30, what="the reader to read after the rollback")
         finally:
             stop.set()
             thread.join(10)
