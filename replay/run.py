@@ -283,7 +283,7 @@ class Replay:
         """
         from confluent_kafka import Consumer, KafkaException
 
-        group = live_group(self.settings.worker_group, {self.view.name: info})
+        group = live_group(self.settings.worker_group, {self.view.name: [info]})
         offsets = [_tp(self.view.topic, p, entry.last_offset + 1) for p, entry in watermarks.items()
                    if entry.last_offset >= 0]
         refused = "RILLET_SKIP_HANDOVER_COMMIT (tests)" if faults.skipped("handover_commit", 1) else None

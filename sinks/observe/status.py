@@ -186,6 +186,6 @@ def version_lag(settings: Settings, registry: Any, view: Any, info: Any, heads: 
         lag = reported_lag(registry, view.name, info.version, heads)
         if lag is not None:
             return lag
-        done = committed_offsets(settings, live_group(settings.worker_group, {view.name: info}),
+        done = committed_offsets(settings, live_group(settings.worker_group, {view.name: [info]}),
                                  view.topic, sorted(heads))
     return sum(max(head - max(done.get(p, 0), 0), 0) for p, head in heads.items())

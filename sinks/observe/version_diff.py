@@ -102,7 +102,7 @@ def compare_columns(name: str, before: list[Any], after: list[Any], keys: list[s
 
 def _features(before: FeatureView, after: FeatureView) -> tuple[list[str], list[str], list[str], set[str]]:
     """(compared, added, removed, expected equal) value names."""
-    old, new = ViewEngine(before).value_names, ViewEngine(after).value_names
+    old, new = before.value_names, after.value_names
     change = compare_views(before, after)
     same = set(change.unchanged_features(after))
     return [n for n in new if n in old], [n for n in new if n not in old], [n for n in old if n not in new], same
@@ -174,7 +174,7 @@ def diff_offline(offline_root: Any, client: Any, view: str, versions: tuple[int,
     rows: tuple[list[dict], list[dict]] = ([], [])
     for side, (version, definition) in enumerate(zip(versions, definitions, strict=True)):
         reader = OfflineReader([definition], offline_root, version=version, client=client)
-        names = ViewEngine(definition).value_names
+        names = definition.value_names
         joined = reader.get_historical_features(entity_rows, [f"{view}:*"], full_feature_names=True)
         columns = {n: joined[f"{view}__{n}"].to_pylist() for n in names}
         rows[side].extend({n: columns[n][i] for n in names} for i in range(joined.num_rows))

@@ -82,8 +82,12 @@ class VersionInfo:
         """Whether workers keep this version current."""
         return self.state in KEPT
 
+    def time_up(self, now_ms: int) -> bool:
+        """A previous version whose time for a rollback is up (the registry retires it)."""
+        return self.state == PREVIOUS and (self.kept_until_ms or 0) <= now_ms
 
-def live_group(worker_group: str, versions: dict[str, VersionInfo | list[VersionInfo]]) -> str:
+
+def live_group(worker_group: str, versions: dict[str, list[VersionInfo]]) -> str:
     """The consumer group (and Faust app id) of live workers for these views at these versions.
 
     A version its first worker created keeps the configured group. A version a
@@ -92,8 +96,7 @@ def live_group(worker_group: str, versions: dict[str, VersionInfo | list[Version
     live member, and the configured group may have members (other views'
     workers, or this view's old-version workers).
     """
-    listed = {view: infos if isinstance(infos, list) else [infos] for view, infos in versions.items()}
-    rebuilt = sorted(f"{view}-v{info.version}" for view, infos in listed.items() for info in infos if info.replay)
+    rebuilt = sorted(f"{view}-v{info.version}" for view, infos in versions.items() for info in infos if info.replay)
     return ".".join([worker_group, *rebuilt])
 
 
@@ -228,7 +231,9 @@ class VersionRegistry:
             return self.require(view, pin).version
         if pin == ACTIVE:
             return self.active(view) or 1
-        found = [info for info in self.kept(view) if info.state == pin]
+        now = _now_ms()  # a read writes nothing: a version whose time is up is only passed over
+        found = sorted((i for i in self._records(view) if i.state == pin and not i.time_up(now)),
+                       key=lambda i: i.version)
         if not found:
             known = ", ".join(f"v{v.version} {v.state}" for v in self.list(view)) or "(none)"
             raise UnknownFeatureError(f"view {view} has no {pin} version (versions: {known})")
@@ -318,11 +323,11 @@ class VersionRegistry:
     def expire_kept(self, view: str) -> list[int]:
         """Retire previous versions whose time for a rollback is up. Returns them."""
         now = _now_ms()
-        if not any(i.state == PREVIOUS and (i.kept_until_ms or 0) <= now for i in self._records(view)):
+        if not any(i.time_up(now) for i in self._records(view)):
             return []
 
         def change(records: dict[int, VersionInfo], active: int | None) -> tuple[list[int], int | None, list]:
-            due = [i for i in records.values() if i.state == PREVIOUS and (i.kept_until_ms or 0) <= now]
+            due = [i for i in records.values() if i.time_up(now)]
             for info in due:
                 info.state, info.retired_ms, info.kept_until_ms = RETIRED, now, None
             return [i.version for i in due], active, due

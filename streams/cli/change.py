@@ -100,13 +100,15 @@ def _services_touched(definitions: Any, view: str, entry: dict[str, Any]) -> lis
         return []
     touched = {r["feature"] for r in changes["redefined"]} | set(changes["removed"])
     wide = bool(changes["settings"])
+    from streams.definitions.services import select
+
     out = []
     for name, service in sorted(definitions.services.items()):
-        refs = [r for r in service.features if isinstance(r, str)]
-        refs += [r for item in service.features if not isinstance(item, str) for r in item.feature_inputs]
-        if any(r.split(":", 1)[0].split("@")[0] == view and (wide or r.split(":", 1)[1] in touched or
-                                                               r.endswith(":*")) for r in refs):
-            out.append(name)
+        for ref in select(list(service.features), None, definitions.derived).references:  # derived inputs too
+            head, _, feature = ref.partition(":")
+            if head.partition("@")[0] == view and (wide or feature == "*" or feature in touched):
+                out.append(name)
+                break
     return out
 
 

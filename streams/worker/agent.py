@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import time
-from typing import Any
 
 import faust
 from faust.types import Message
@@ -100,7 +99,6 @@ class ViewAgent:
         self.dead_letters = DeadLetterSender(self.dlq, DeadLetterLog(settings.bootstrap_servers, view.dlq_topic),
                                              view.name, view.topic, dlq_partitions or partitions, self.watermarks)
         self._last_sweep = time.monotonic()
-        self.versions: Any = None  # the process's VersionWatch (build_app sets it)
 
     def load_state(self, entity: str) -> bytes | None:
         found = self.table.data.get(entity.encode())
@@ -139,8 +137,6 @@ class ViewAgent:
 
     async def _handle(self, messages: list[Message]) -> None:
         started = time.perf_counter()
-        if self.versions is not None:
-            await self.versions.check()  # restarts or stops the process when its versions changed
         if self.replayed:
             await self.handover.load()
         records = [

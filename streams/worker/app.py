@@ -155,7 +155,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
                          {view.name: next(i.version for i in versions[view.name] if i.fingerprint == view.fingerprint)
                           for view in views}, generations, settings.state_dir)
     for agent in agents:
-        agent.versions = agent.healer.versions = watch
+        agent.healer.versions = watch
     by_topic: dict[str, list[ViewAgent]] = {}
     for agent in agents:
         by_topic.setdefault(agent.view.topic, []).append(agent)
@@ -163,7 +163,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
         app.topics.add(readers[0].source)  # subscribed; its records go to the agents through the batch transport
     # Any number of views may read one topic: each fetch goes to every one of them, one after the other, and
     # is acknowledged once all have stored it. Each view keeps its own progress; commits take the least.
-    app.rillet_batch_handlers = {topic: _each_view(readers) for topic, readers in by_topic.items()}  # type: ignore[attr-defined]
+    app.rillet_batch_handlers = {topic: _each_view(readers, watch) for topic, readers in by_topic.items()}  # type: ignore[attr-defined]
     app.rillet_start_offsets = functools.partial(_start_offsets, by_topic)  # type: ignore[attr-defined]
     # the state tables' changelogs are read back a fetch at a time on recovery (see streams.worker.batch_transport)
     app.rillet_batch_changelogs = frozenset(agent.changelog.topic for agent in agents)  # type: ignore[attr-defined]
@@ -267,8 +267,9 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
     @app.timer(1.0)
     async def heal_redis() -> None:
         await watch.check()  # an idle worker too: a promotion, a candidate or a retirement changes what it runs
-        if watch.due_to_expire():  # a previous version's time for a rollback is up: retire it (all workers see it)
-            await asyncio.to_thread(_expire_kept, settings, watch.due_to_expire())
+        due = watch.due_to_expire()
+        if due:  # a previous version's time for a rollback is up: retire it (every worker sees it)
+            await asyncio.to_thread(_expire_kept, settings, due)
         for agent in agents:
             await agent.heal_redis()
 
@@ -313,12 +314,12 @@ def _expire_kept(settings: Settings, views: list[str]) -> None:
         client.close()
 
 
-def _each_view(readers: list[ViewAgent]) -> batch_transport.BatchHandler:
-    """One topic's batch handler: the batch goes to each view reading the topic, in turn."""
-    if len(readers) == 1:
-        return readers[0].handle
+def _each_view(readers: list[ViewAgent], watch: VersionWatch) -> batch_transport.BatchHandler:
+    """One topic's batch handler: the batch goes to each view (and version) reading the topic, in turn, once
+    the process has checked that the versions it keeps current are still the ones (it restarts otherwise)."""
 
     async def handle(messages: list[Message]) -> None:
+        await watch.check()
         for agent in readers:
             await agent.handle(messages)
 

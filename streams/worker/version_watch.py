@@ -29,7 +29,7 @@ from typing import Any
 import redis
 
 from sinks.online.keys import generation_key, versions_key
-from sinks.online.versions import ACTIVE, PREVIOUS, VersionInfo
+from sinks.online.versions import ACTIVE, VersionInfo
 from sinks.redis_client import REDIS_DOWN, mget
 from streams.broker.predecessors import mark_replaced
 from streams.worker.logs import log_event
@@ -57,8 +57,7 @@ class VersionWatch:
     def due_to_expire(self) -> list[str]:
         """Views with a previous version whose time for a rollback is up (the registry retires it)."""
         now = int(time.time() * 1000)
-        return [view for view, infos in self.roles.items()
-                if any(i.state == PREVIOUS and (i.kept_until_ms or 0) <= now for i in infos.values())]
+        return [view for view, infos in self.roles.items() if any(i.time_up(now) for i in infos.values())]
 
     async def check(self) -> None:
         """Compare each view's generation; on a change, follow its roles, or restart/exit (module doc)."""
