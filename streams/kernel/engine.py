@@ -336,9 +336,12 @@ class ViewEngine:
         anyway. Reads of the old values come from the online store, which expires
         on its own (ttl + longest window).
         """
-        if watermark_ms is None:
-            return False
-        return latest_ms < watermark_ms - self.grace_ms - self.view.longest_window_ms
+        cutoff = self.drop_cutoff(watermark_ms)
+        return cutoff is not None and latest_ms < cutoff
+
+    def drop_cutoff(self, watermark_ms: int | None) -> int | None:
+        """States whose latest event is older than this are `droppable` (None: no watermark, nothing is)."""
+        return None if watermark_ms is None else watermark_ms - self.grace_ms - self.view.longest_window_ms
 
     # ------------------------------------------------------------------- as_of
     def expired(self, state: EntityState | None, t_ms: int) -> bool:

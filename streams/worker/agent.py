@@ -34,6 +34,7 @@ from streams.kernel.records import StateWrite
 from streams.kernel.watermark import PROGRESS_KEY_PREFIX
 from streams.settings import Settings
 from streams.worker.dead_letter_sender import DeadLetterSender
+from streams.worker.expiry_index import ExpiryIndex
 from streams.worker.handover import Handover
 from streams.worker.healing import RedisHealer
 from streams.worker.health import HealthReporter
@@ -94,7 +95,8 @@ class ViewAgent:
             counter.labels(self.label)  # on /metrics from the start, at 0: alert rules see a series, not a gap
         for reason in DEAD_LETTER_REASONS:
             metrics.dead_lettered.labels(self.label, reason)
-        self._latest: dict[bytes, tuple[int, int]] | None = None  # entity key -> (partition, latest_ms)
+        self._expiry = self._new_expiry_index()
+        self._expiry_build: asyncio.Future | None = None
         self._offline_seen: dict[int, set[int]] = {}  # partition -> offsets already on disk past its commit
         self.dead_letters = DeadLetterSender(self.dlq, DeadLetterLog(settings.bootstrap_servers, view.dlq_topic),
                                              view.name, view.topic, dlq_partitions or partitions, self.watermarks)
@@ -185,7 +187,7 @@ class ViewAgent:
         if self.own and await self.dead_letters.send(result.dead_letters):
             faults.hit("after_dead_letters")  # crash tests: dead letters acknowledged, changelog not yet
         await self._store_in_table(result, writes)
-        if time.monotonic() - self._last_sweep >= self.settings.state_sweep_ms / 1000:
+        if self._sweep_due():
             await self.expire_states()
         for gap in gaps:  # read and handled here, so Faust may commit past them
             for offset in range(gap.start, gap.end):
@@ -213,8 +215,7 @@ class ViewAgent:
             partition = result.states[write.entity][0]
             key = write.entity.encode()
             changes.append((partition, key, write.state))
-            if self._latest is not None:
-                self._latest[key] = (partition, write.latest_ms)
+            self._expiry.note(key, partition, write.latest_ms)
         for partition, entry in self.watermarks.items():
             key, value = self.watermarks.key(partition), self.watermarks.encode(entry)
             if data.get(key) != value:
@@ -225,41 +226,81 @@ class ViewAgent:
     def forget(self) -> None:
         """After a rebalance the table is the truth: drop what this process cached.
 
-        The next sweep reads every state again, so it waits a sweep interval: on the batch that takes
-        partitions over it had held that batch's acknowledgement (and the failover) while it read them all.
+        The expiry index is read again from the table, a sweep interval later and off the batch path: read
+        on the batch that takes partitions over, it had held that batch's acknowledgement (and the failover).
         """
         self.watermarks.forget()
-        self._latest = None
+        self._expiry = self._new_expiry_index()
         self._last_sweep = time.monotonic()
         self._offline_seen.clear()
         self.dead_letters.forget()
 
-    async def expire_states(self) -> int:
-        """Drop (with a changelog tombstone) entity states the engine says no new event can reach. Finding
-        them reads every state's partition and latest event time the first time (`ViewEngine.position_of`,
-        not a full decode): off the event loop, between batches."""
-        self._last_sweep = time.monotonic()
-        data = self.table.data
+    def _new_expiry_index(self) -> ExpiryIndex:
+        # a state is dropped at most a bucket late: an eighth of how long a state stays reachable
+        return ExpiryIndex((self.engine.grace_ms + self.view.longest_window_ms) // 8 or 1000)
 
-        def droppable() -> list[tuple[bytes, int]]:
-            if self._latest is None:
-                latest = {}
-                for key, blob in list(data.items()):
-                    if not key.startswith(PROGRESS_KEY_PREFIX):
-                        latest[key] = self.engine.position_of(blob)
-                self._latest = latest
-            return [(key, partition) for key, (partition, latest_ms) in list(self._latest.items())
-                    if self.engine.droppable(latest_ms, self.watermarks.get(partition))]
+    def _sweep_due(self) -> bool:
+        return time.monotonic() - self._last_sweep >= self.settings.state_sweep_ms / 1000
+
+    async def sweep_when_due(self) -> int:
+        """The expiry sweep between batches too (a timer calls this): a quiet worker drops states as well."""
+        if self.app.rebalancing or self._lock.locked() or not self._sweep_due():
+            return 0
+        async with self._lock:
+            return await self.expire_states()
+
+    async def expire_states(self) -> int:
+        """Drop (with a changelog tombstone) entity states the engine says no new event can reach.
+
+        The index (`ExpiryIndex`) names the candidates; each is checked against its current bytes, off the
+        event loop. Until the index is built from the table (in a thread, not awaited: the batch that
+        started it is acknowledged at once), nothing is dropped."""
+        self._last_sweep = time.monotonic()
+        index, data, engine, watermarks = self._expiry, self.table.data, self.engine, self.watermarks
+        if not index.built:
+            self._build_expiry_index(index)
+            return 0
+
+        def confirmed() -> list[tuple[int, bytes]]:
+            out = []
+            for key, _ in index.due(lambda partition: engine.drop_cutoff(watermarks.get(partition))):
+                blob = data.get(key)
+                if blob is None:
+                    continue
+                partition, latest_ms = engine.position_of(blob)
+                if engine.droppable(latest_ms, watermarks.get(partition)):
+                    out.append((partition, key))
+                else:  # written since it was noted
+                    index.note(key, partition, latest_ms)
+            return out
 
         tombstones: list[tuple[int, bytes, bytes | None]] = []
-        for key, partition in await asyncio.to_thread(droppable):
-            del self._latest[key]
+        for partition, key in await asyncio.to_thread(confirmed):
             if key in data:
                 del data[key]
                 tombstones.append((partition, key, None))
         await self.changelog.send(tombstones)
         self.metrics.expired.labels(self.label).inc(len(tombstones))
         return len(tombstones)
+
+    def _build_expiry_index(self, index: ExpiryIndex) -> None:
+        """Read every state's partition and latest event time from the table into `index`, in a thread."""
+        build = self._expiry_build
+        if build is not None and not build.done():
+            return
+        if build is not None and build.exception() is not None:
+            log_event(logging.WARNING, event="expiry_index_failed", view=self.view.name,
+                      error=f"{type(build.exception()).__name__}: {build.exception()}",
+                      message="no state is dropped until the index is read again at the next sweep")
+        data, engine = self.table.data, self.engine
+        memory = getattr(data, "data", None)
+
+        def read() -> None:
+            # the in-memory store's dict is copied in one step: iterated while a batch writes, it would fail
+            items = list(memory.items()) if isinstance(memory, dict) else data.items()
+            index.note_all(items, engine.position_of, lambda key: key.startswith(PROGRESS_KEY_PREFIX))
+
+        self._expiry_build = asyncio.ensure_future(asyncio.to_thread(read))
 
     async def report_health(self) -> None:
         await self.health.report()

@@ -272,6 +272,7 @@ def build_app(settings: Settings, views: list[FeatureView]) -> faust.App:
             await asyncio.to_thread(_expire_kept, settings, due)
         for agent in agents:
             await agent.heal_redis()
+            await agent.sweep_when_due()
 
     app.rillet_metrics = metrics  # type: ignore[attr-defined]
     app.rillet_agents = agents  # type: ignore[attr-defined]

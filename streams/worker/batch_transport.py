@@ -33,9 +33,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.consumer import CONSUMER_FETCHING, CONSUMER_WAIT_EMPTY
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import Message
+from mode import Service
 
 __all__ = ["SCHEME", "BatchConsumer", "BatchHandler", "Transport"]
 
@@ -144,6 +145,20 @@ class BatchConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    @Service.transitions_to(CONSUMER_WAIT_EMPTY)
+    async def wait_empty(self) -> None:
+        """Faust's wait for the records in flight to be acknowledged (a rebalance and a stop wait for it), without
+        its full `gc.collect()` each round: that only cleared records dropped unacknowledged from Faust's weak
+        set, which this consumer discards itself, and with 1M states in memory it took 0.8 s a round, held
+        the event loop and delayed every takeover by it."""
+        while not self.should_stop and self._unacked_messages:
+            await self.commit()
+            if not self._unacked_messages:
+                break
+            await self._wait_for_ack(timeout=1)
+            self._clean_unacked_messages()
+        await self.commit_and_end_transactions()
 
     async def _deliver(self, handler: BatchHandler, messages: list[Message], batch_size: int) -> None:
         """Hand the records over in batches of at most `batch_size`, acknowledging each batch after it."""
