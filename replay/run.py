@@ -29,6 +29,8 @@ from collections import Counter, namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from schemas.codec import EventDecoder
 from schemas.store import open_schema_store
 from sinks.offline.store import OfflineStore
@@ -41,7 +43,7 @@ from streams.broker.tansu import fetch_high_watermarks
 from streams.definitions.view import FeatureView
 from streams.errors import EventDecodeError, RilletError
 from streams.kernel.engine import ViewEngine
-from streams.kernel.processor import SourceRecord, ViewProcessor, resume_collector
+from streams.kernel.processor import SourceBatch, ViewProcessor, resume_collector
 from streams.kernel.watermark import PartitionProgress, Watermarks
 from streams.settings import Settings
 
@@ -202,19 +204,8 @@ class Replay:
         consumer.assign([_tp(self.view.topic, r.partition, r.start) for r in pending.values()])
         try:
             while pending and (stop_after is None or report.counts["read"] < stop_after):
-                messages = consumer.consume(self.batch_size, timeout=0.5)
-                records = []
-                for msg in messages:
-                    if msg.error():
-                        continue
-                    end = pending.get(msg.partition())
-                    if end is None or msg.offset() >= end.end:
-                        continue
-                    records.append(SourceRecord(msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1],
-                                                msg.key(), msg.value()))
-                    if msg.offset() == end.end - 1:
-                        del pending[msg.partition()]
-                if not records:
+                records = self._source_batch(consumer.consume(self.batch_size, timeout=0.5), pending)
+                if not len(records):
                     continue
                 self._apply(records, processor, states, load_state, online, offline, on_disk, info, report)
                 report.counts["read"] += len(records)
@@ -227,6 +218,24 @@ class Replay:
         if not pending and self.switch:
             self.finish(info, report)
         return report
+
+    def _source_batch(self, messages: list, pending: dict[int, PartitionRange]) -> SourceBatch:
+        """A fetch as columns, without the records past each partition's planned end; a partition whose last
+        planned record is in it is done (taken out of `pending`)."""
+        messages = [msg for msg in messages if msg.error() is None]
+        partitions = np.fromiter((msg.partition() for msg in messages), dtype=np.int64, count=len(messages))
+        offsets = np.fromiter((msg.offset() for msg in messages), dtype=np.int64, count=len(messages))
+        planned = np.zeros(len(messages), dtype=bool)
+        for partition in np.unique(partitions).tolist():
+            where = partitions == partition
+            end = pending.get(partition)
+            if end is not None:
+                planned |= where & (offsets < end.end)
+                if (offsets[where] == end.end - 1).any():
+                    del pending[partition]
+        batch = SourceBatch(self.view.topic, partitions, offsets, [msg.timestamp()[1] for msg in messages],
+                            [msg.key() for msg in messages], [msg.value() for msg in messages])
+        return batch if planned.all() else batch.take(np.flatnonzero(planned))
 
     def finish(self, info: VersionInfo, report: ReplayReport) -> None:
         """At the head: make the version a candidate, or hand every partition's progress (whichever process
@@ -257,8 +266,7 @@ class Replay:
         # a Redis Cluster refuses across slots: after a crash between the two, the batch is read
         # again and every state already holds its events (each state keeps its last offset)
         with self.redis.pipeline(transaction=False) as pipe:
-            for w in writes:
-                pipe.set(online.key(w.entity), w.state, px=online.expire_ms)
+            online.queue_states(self.redis, pipe, [(online.key(w.entity), w.state) for w in writes])
             pipe.execute()
         progress = processor.watermarks.items()
         with self.redis.pipeline(transaction=False) as pipe:

@@ -101,7 +101,7 @@ class OnlineStore:
                     acks[node.name] = min(self.replica_acks, await replica_count(client, node))
             waits = [node for node in nodes if acks.get(node.name)]
             async with client.pipeline(transaction=False) as pipe:
-                self._queue_states(client, pipe, [(self.key(w.entity), w.state) for w in writes])
+                self.queue_states(client, pipe, [(self.key(w.entity), w.state) for w in writes])
                 if progress:
                     pipe.hset(self.events_key, mapping=aggregated_counts(progress))
                 for node in nodes:
@@ -125,8 +125,9 @@ class OnlineStore:
 
         await self.retrying(attempt, max_wait_s)
 
-    def _queue_states(self, client: Any, pipe: Any, items: list[tuple[str, bytes]]) -> None:
-        """Queue `SET key state [PX expiry]` for each (key, state) on `pipe`: a script call per thousand states
+    def queue_states(self, client: Any, pipe: Any, items: list[tuple[str, bytes]]) -> None:
+        """Queue `SET key state [PX expiry]` for each (key, state) on `pipe` (an asyncio or a blocking one): a script
+        call per thousand states
         on one server; on a cluster a SET each (a batch's keys spread over slots, and a script's must share one)."""
         if is_cluster(client):
             for key, blob in items:
@@ -171,7 +172,7 @@ class OnlineStore:
 
             async def attempt(part: list[tuple[str, bytes]] = part) -> None:
                 async with client.pipeline(transaction=False) as pipe:
-                    self._queue_states(client, pipe, [(self.key(entity), blob) for entity, blob in part])
+                    self.queue_states(client, pipe, [(self.key(entity), blob) for entity, blob in part])
                     await pipe.execute()
 
             await self.retrying(attempt, max_wait_s)

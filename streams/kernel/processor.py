@@ -12,15 +12,15 @@ import gc
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from streams.kernel.engine import NO_WATERMARK, EntityState, Event, EventBatch, ViewEngine
-from streams.kernel.records import DecodedEvents, EventRows, StateWrite
+from streams.kernel.records import DecodedEvents, EventRows, SourceBatch, SourceRecord, StateWrite
 from streams.kernel.watermark import Watermarks
 
-__all__ = ["BatchResult", "DeadLetter", "Decoder", "SourceRecord", "ViewProcessor", "pause_collector",
+__all__ = ["BatchResult", "DeadLetter", "Decoder", "SourceBatch", "SourceRecord", "ViewProcessor", "pause_collector",
            "resume_collector"]
 
 
@@ -35,19 +35,6 @@ class Decoder(Protocol):
     def decode_batch(self, values: list[bytes | None], timestamps: list[int | None]) -> DecodedEvents:
         """Many records' bytes at once: the events as columns, and a reason for each record that holds none."""
         ...
-
-
-class SourceRecord(NamedTuple):
-    """A record as read from the broker, before decoding (a named tuple: built for every record a worker reads,
-    in a quarter of a frozen dataclass's time, 0.4 against 1.4 us)."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +88,7 @@ class ViewProcessor:
 
     def process(
         self,
-        records: list[SourceRecord],
+        records: list[SourceRecord] | SourceBatch,
         load_state: Callable[[str], bytes | None],
         now_ms: int,
         *,
@@ -110,30 +97,28 @@ class ViewProcessor:
     ) -> BatchResult:
         """Decode, drop late events to the DLQ, apply the rest as one batch; state is read once per entity.
 
-        The decoder reads the batch as columns (`Decoder.decode_batch`), and everything
-        after it is columnar too: each event's watermark is a running maximum per partition in arrival order, the
-        late ones are those below it by more than grace, and the engine applies
-        the rest at once. `until_ms` (replays up to a time) leaves out events
-        after it, as if never sent.
+        The records come as columns (`SourceBatch`; a list of records is turned into one), the decoder reads
+        them as columns (`Decoder.decode_batch`), and everything after it is columnar too: re-deliveries
+        are those at or below each partition's running highest offset, each event's watermark is a running
+        maximum per partition in arrival order, the late ones are those below it by more than grace, and
+        the engine applies the rest at once. `until_ms` (replays up to a time) leaves out events after it,
+        as if never sent.
         """
         pause_collector()
-        return self._process(records, load_state, now_ms, with_rows, until_ms)
+        source = records if isinstance(records, SourceBatch) else SourceBatch.of(records)
+        return self._process(source, load_state, now_ms, with_rows, until_ms)
 
-    def _process(self, records: list[SourceRecord], load_state: Callable[[str], bytes | None], now_ms: int,
+    def _process(self, source: SourceBatch, load_state: Callable[[str], bytes | None], now_ms: int,
                  with_rows: bool, until_ms: int | None) -> BatchResult:
         engine, result = self.engine, BatchResult()
-        counts, progress = result.counts, self.watermarks
-        fresh: list[SourceRecord] = []
-        for record in records:
-            if progress.handled(record.partition, record.offset):
-                counts["duplicate"] += 1
-                continue
-            progress.mark(record.partition, record.offset)
-            fresh.append(record)
-        stamps = [r.timestamp_ms for r in fresh]
-        decoded = self.decoder.decode_batch([r.value for r in fresh], stamps)
+        counts = result.counts
+        new = self._not_handled(source)
+        counts["duplicate"] += len(source) - int(new.sum())
+        fresh = source if new.all() else source.take(np.flatnonzero(new))
+        stamps = fresh.timestamps
+        decoded = self.decoder.decode_batch(fresh.values, stamps)
         letters: list[tuple[int, DeadLetter]] = [  # (index in fresh, letter): sent in record order
-            (i, DeadLetter(fresh[i], error.reason, error.message)) for i, error in decoded.failures]
+            (i, DeadLetter(fresh.record(i), error.reason, error.message)) for i, error in decoded.failures]
         counts["dead_lettered"] += len(decoded.failures)
         positions = np.array(decoded.positions, dtype=np.int64)
         event_ms = decoded.event_ms
@@ -147,7 +132,7 @@ class ViewProcessor:
         record_ms = np.array([ms or 0 for ms in at_events], dtype=np.int64)
         future = keep & engine.from_future(event_ms, record_ms, stamped)
         for k in np.flatnonzero(future).tolist():
-            record, ms = fresh[int(positions[k])], int(event_ms[k])
+            record, ms = fresh.record(int(positions[k])), int(event_ms[k])
             letters.append((int(positions[k]), DeadLetter(
                 record, "future_event_time",
                 f"event time {ms} is more than max_future {engine.view.max_future_ms} ms "
@@ -158,10 +143,8 @@ class ViewProcessor:
             kept = np.flatnonzero(keep)
             at = positions[kept]
             batch = EventBatch(
-                [decoded.entities[k] for k in kept.tolist()], event_ms[kept],
-                np.array([fresh[i].partition for i in at.tolist()], dtype=np.int64),
-                np.array([fresh[i].offset for i in at.tolist()], dtype=np.int64),
-                np.zeros(len(kept), dtype=np.int64),
+                [decoded.entities[k] for k in kept.tolist()], event_ms[kept], fresh.partitions[at],
+                fresh.offsets[at], np.zeros(len(kept), dtype=np.int64),
                 {f: [column[k] for k in kept.tolist()] for f, column in decoded.fields.items()},
             )
             batch, kept_positions = self._drop_late(batch, at.tolist(), fresh, letters, counts)
@@ -169,7 +152,20 @@ class ViewProcessor:
         result.dead_letters = [letter for _, letter in sorted(letters, key=lambda pair: pair[0])]
         return result
 
-    def _drop_late(self, batch: EventBatch, positions: list[int], records: list[SourceRecord],
+    def _not_handled(self, source: SourceBatch) -> np.ndarray:
+        """Which records are new: above their partition's highest offset handled before them (the stored one,
+        then the batch's own, in arrival order); marks them handled."""
+        new = np.ones(len(source), dtype=bool)
+        for partition in np.unique(source.partitions).tolist():
+            where = np.flatnonzero(source.partitions == partition)
+            offsets = source.offsets[where]
+            last = self.watermarks.last_offset(partition)
+            before = np.maximum.accumulate(np.concatenate(([last], offsets)))
+            new[where] = offsets > before[:-1]
+            self.watermarks.mark(partition, int(before[-1]))
+        return new
+
+    def _drop_late(self, batch: EventBatch, positions: list[int], records: SourceBatch,
                    letters: list[tuple[int, DeadLetter]], counts: Counter) -> tuple[EventBatch, list[int]]:
         """The batch without its late events, which become dead letters (semantics.md, "Lateness")."""
         grace = self.engine.grace_ms
@@ -180,7 +176,7 @@ class ViewProcessor:
         for i in np.flatnonzero(late).tolist():
             event_ms, watermark = int(batch.event_ms[i]), int(before[i])
             letters.append((positions[i], DeadLetter(
-                records[positions[i]], "late",
+                records.record(positions[i]), "late",
                 f"event time {event_ms} is more than grace {grace} ms behind the watermark {watermark}",
                 event_ms, watermark,
             )))
@@ -188,7 +184,7 @@ class ViewProcessor:
         on_time = np.flatnonzero(~late)
         return batch.take(on_time), [positions[i] for i in on_time.tolist()]
 
-    def _apply(self, batch: EventBatch, positions: list[int], records: list[SourceRecord],
+    def _apply(self, batch: EventBatch, positions: list[int], records: SourceBatch,
                load_state: Callable[[str], bytes | None], now_ms: int, with_rows: bool, result: BatchResult) -> None:
         engine, counts, held = self.engine, result.counts, result.states
         if not len(batch):
@@ -216,7 +212,7 @@ class ViewProcessor:
             result.max_event_ms = newest
         if with_rows:
             # created = when the record entered the topic: the same in the live worker and in any replay
-            stamps = [records[positions[i]].timestamp_ms for i in done.tolist()]
+            stamps = [records.timestamps[positions[i]] for i in done.tolist()]
             created = np.array([now_ms if t is None else t for t in stamps], dtype=np.int64)
             applied_only = batch if len(done) == len(batch) else batch.take(done)
             result.rows = EventRows(applied_only.entities, applied_only.event_ms, created, applied_only.partitions,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -11,7 +11,62 @@ if TYPE_CHECKING:
     from streams.errors import EventDecodeError
     from streams.kernel.engine import Event
 
-__all__ = ["DecodedEvents", "EventRows", "StateWrite"]
+__all__ = ["DecodedEvents", "EventRows", "SourceBatch", "SourceRecord", "StateWrite"]
+
+
+class SourceRecord(NamedTuple):
+    """A record as read from the broker, before decoding (a named tuple: built for every record a worker reads,
+    in a quarter of a frozen dataclass's time, 0.4 against 1.4 us)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(slots=True)
+class SourceBatch:
+    """Records of one topic as read from the broker, as columns: what the processor takes.
+
+    A replay builds it straight from a fetch, one list per field, without a tuple per record (building those
+    and reading them back field by field was a quarter of a replay's time); a `SourceRecord` is made only
+    for a record that becomes a dead letter.
+    """
+
+    topic: str
+    partitions: np.ndarray  # int64
+    offsets: np.ndarray  # int64
+    timestamps: list[int | None]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    headers: list[tuple[tuple[str, bytes], ...]] | None = None  # None: no record has any
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @classmethod
+    def of(cls, records: list[SourceRecord]) -> SourceBatch:
+        if not records:
+            return cls("", np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), [], [], [])
+        topics, partitions, offsets, stamps, keys, values, headers = (list(c) for c in zip(*records, strict=True))
+        if len(set(topics)) > 1:
+            raise ValueError(f"a source batch holds one topic's records, not {sorted(set(topics))}")
+        return cls(topics[0], np.array(partitions, dtype=np.int64), np.array(offsets, dtype=np.int64), stamps,
+                   keys, values, headers if any(headers) else None)
+
+    def record(self, i: int) -> SourceRecord:
+        return SourceRecord(self.topic, int(self.partitions[i]), int(self.offsets[i]), self.timestamps[i],
+                            self.keys[i], self.values[i], self.headers[i] if self.headers is not None else ())
+
+    def take(self, index: np.ndarray) -> SourceBatch:
+        at = index.tolist()
+        return SourceBatch(self.topic, self.partitions[index], self.offsets[index],
+                           [self.timestamps[i] for i in at], [self.keys[i] for i in at],
+                           [self.values[i] for i in at],
+                           None if self.headers is None else [self.headers[i] for i in at])
 
 
 @dataclass(slots=True)

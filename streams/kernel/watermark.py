@@ -81,10 +81,6 @@ class Watermarks:
         """The last offset handled on a partition (-1 for none)."""
         return self._row(partition)[1]
 
-    def handled(self, partition: int, offset: int) -> bool:
-        """True when the record at `offset` was already handled (a re-delivery)."""
-        return offset <= self._row(partition)[1]
-
     def mark(self, partition: int, offset: int) -> None:
         """Record that the record at `offset` has been handled."""
         row = self._row(partition)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from schemas.codec import EventDecoder, EventEncoder
 from streams.definitions.view import Feature, FeatureView, NotNull, Range
 from streams.kernel.engine import ViewEngine
-from streams.kernel.processor import SourceRecord, ViewProcessor
+from streams.kernel.processor import SourceBatch, SourceRecord, ViewProcessor
 from streams.kernel.watermark import Watermarks
 from streams.windows import Tumbling
 from tests.helpers import MemorySchemaStore, write_schema
@@ -113,3 +118,34 @@ def test_a_hot_state_is_used_only_while_the_store_holds_the_bytes_it_was_written
         runs.append(writes)
         assert len(processor._hot) <= hot_states
     assert runs[0] == runs[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 30)), max_size=40),
+       st.dictionaries(st.integers(0, 2), st.integers(-1, 20), max_size=3))
+def test_a_record_is_new_when_above_its_partitions_highest_offset_handled_before_it(tmp_path_factory, arrivals,
+                                                                                    stored):
+    """The columnar re-delivery rule agrees with taking the records one at a time, stored progress first."""
+    view = FeatureView("v", "t", write_schema(tmp_path_factory.mktemp("s")), "entity",
+                       [Feature("x", "sum", Tumbling("1m"))], event_time="ts")
+    watermarks = Watermarks()
+    for partition, offset in stored.items():
+        watermarks.mark(partition, offset)
+    processor = ViewProcessor(ViewEngine(view), EventDecoder(view, MemorySchemaStore()), watermarks)
+    batch = SourceBatch.of([SourceRecord("t", p, o, None, None, b"") for p, o in arrivals])
+    highest = {p: stored.get(p, -1) for p in range(3)}
+    expected = []
+    for partition, offset in arrivals:
+        expected.append(offset > highest[partition])
+        highest[partition] = max(highest[partition], offset)
+    assert processor._not_handled(batch).tolist() == expected
+    assert all(watermarks.last_offset(p) == highest[p] for p in range(3))
+
+
+def test_a_source_batch_gives_back_each_record_and_holds_one_topic() -> None:
+    records = [SourceRecord("t", 1, 7, 5, b"k", b"v", (("h", b"1"),)), SourceRecord("t", 0, 3, None, None, None)]
+    batch = SourceBatch.of(records)
+    assert [batch.record(i) for i in range(len(batch))] == records
+    assert batch.take(np.array([1])).record(0) == records[1]
+    with pytest.raises(ValueError, match="one topic"):
+        SourceBatch.of([*records, SourceRecord("u", 0, 1, None, None, None)])
