@@ -42,8 +42,9 @@ from streams.broker.kafka_log import client_config
 from streams.broker.tansu import fetch_high_watermarks
 from streams.definitions.view import FeatureView
 from streams.errors import EventDecodeError, RilletError
+from streams.kernel.collector import resume_collector
 from streams.kernel.engine import ViewEngine
-from streams.kernel.processor import SourceBatch, ViewProcessor, resume_collector
+from streams.kernel.processor import SourceBatch, ViewProcessor
 from streams.kernel.watermark import PartitionProgress, Watermarks
 from streams.settings import Settings
 

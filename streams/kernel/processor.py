@@ -8,7 +8,6 @@ share it.
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,12 +15,12 @@ from typing import Protocol
 
 import numpy as np
 
+from streams.kernel.collector import pause_collector
 from streams.kernel.engine import NO_WATERMARK, EntityState, Event, EventBatch, ViewEngine
 from streams.kernel.records import DecodedEvents, EventRows, SourceBatch, SourceRecord, StateWrite
 from streams.kernel.watermark import Watermarks
 
-__all__ = ["BatchResult", "DeadLetter", "Decoder", "SourceBatch", "SourceRecord", "ViewProcessor", "pause_collector",
-           "resume_collector"]
+__all__ = ["BatchResult", "DeadLetter", "Decoder", "SourceBatch", "SourceRecord", "ViewProcessor"]
 
 
 class Decoder(Protocol):
@@ -251,44 +250,3 @@ class ViewProcessor:
         while len(hot) > self.hot_states:
             del hot[next(iter(hot))]
         return writes
-
-
-# The cycle collector, paused from batch to batch (see `pause_collector`).
-_paused = False
-# Young objects (allocated and still alive since the last collection) that make the next batch collect.
-YOUNG_LIMIT = 50_000
-
-
-def pause_collector() -> None:
-    """Python's cycle collector off while batches run; it collects between them, by this rule.
-
-    A batch allocates tens of thousands of small lists (decoded states, partials)
-    that live until the batch is written. With the collector on, each allocation
-    counts toward a collection that walks every young object; pausing it inside a
-    batch only (as before) left one collection at the batch's end, walking all
-    of the batch's survivors: a third of the engine's time (bench/engine: 23,700
-    events/s with it, 33,400 without; 10,400 and 19,600 with percentile, top-k and
-    last-k features). Nothing in a batch forms a reference cycle, and by the next
-    batch reference counting has freed it, so the collector stays off from batch
-    to batch; at a batch's start, when more than YOUNG_LIMIT young objects are
-    alive, it collects the young generations (every tenth time, all of them),
-    which is the collector's own rule with a larger threshold. `resume_collector`
-    turns it back on (the worker's one-second timer, the end of a replay); a
-    collector someone else turned off stays off.
-    """
-    global _paused
-    if _paused:
-        if gc.get_count()[0] > YOUNG_LIMIT:
-            gc.collect(2 if gc.get_count()[2] >= 10 else 1)
-        return
-    if gc.isenabled():
-        gc.disable()
-        _paused = True
-
-
-def resume_collector() -> None:
-    """The cycle collector on again, if `pause_collector` turned it off."""
-    global _paused
-    if _paused:
-        _paused = False
-        gc.enable()

@@ -25,7 +25,7 @@ from sinks.redis_client import connect_redis_async
 from streams.broker.predecessors import remember_membership
 from streams.broker.tansu import FAUST_GROUP_TIMING, recover_tables_to_the_true_end
 from streams.definitions.view import FeatureView
-from streams.kernel.processor import resume_collector
+from streams.kernel.collector import resume_collector
 from streams.settings import Settings
 from streams.worker import batch_transport
 from streams.worker.agent import ViewAgent
