@@ -149,6 +149,7 @@ def test_a_slot_range_moves_while_the_worker_writes_and_readers_read(stack, tmp_
                     statuses[exc.code] += 1
                     if exc.code == 503:
                         assert exc.headers["Retry-After"]
+                stop.wait(0.01)  # paced (up to ~400 requests/s from 4 readers): spinning, they starved the mover
 
         try:
             wait_until(lambda: port_open("127.0.0.1", port), timeout_s=30, what="rillet serve")

@@ -212,6 +212,7 @@ def test_three_views_two_topics_two_workers_a_replay_gc_and_skew(stack, tmp_path
                                                    as_of=split, service=service)
                     except AsOfTooEarlyError:
                         readable.remove(key)
+                stop.wait(0.005)  # paced: a spinning reader took a core from the replay and the workers
 
         threads = [threading.Thread(target=keep_publishing), threading.Thread(target=keep_reading, daemon=True)]
         for thread in threads:

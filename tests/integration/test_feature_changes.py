@@ -201,6 +201,7 @@ def test_plan_candidate_diff_promote_rollback(stack, tmp_path):
                 [(version, blobs)] = reader.fetch(plan)
                 seen.append(version)
                 missing.extend(u for u, b in zip(users, blobs, strict=True) if b is None)
+                stop.wait(0.005)  # paced: a spinning reader took a core from the worker and the other tests
 
         thread = threading.Thread(target=read_loop, daemon=True)
         thread.start()
