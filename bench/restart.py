@@ -23,13 +23,14 @@ Measured here (2 cores, Tansu), from SIGKILL to steady lag:
     state on disk, new machine          16.4 s           27.3 s (read back at 79-91k records/s)
     failover to a standby (6 s session) 11.8 s           12.4 s
     failover, RILLET_SESSION_TIMEOUT=3   7.0 s
-    failover, RILLET_SESSION_TIMEOUT=2   4.9-5.1 s (20k)  13.8, 15.8 s in steady state (standby copies caught up);
-                                                          24.3 s killed right after the fill
+    failover, RILLET_SESSION_TIMEOUT=2   4.9-5.1 s (20k)  5.8, 6.0, 6.1 s in steady state (standby copies caught up)
+                                         5.3 s (200k)
 
-At 1M states the failover's time goes to Faust's revocation before the group's next round, not to
-the state: the survivor took 8-9.5 s in `on_partitions_revoked` (`Consumer.wait_empty`: a full
-`gc.collect()` and a commit per round while it waits for in-flight records to be acknowledged),
-then 1 s to join and 1.4 s to recover (nothing to read: the standby copies were current).
+At 1M states the failover took 13.8-15.8 s until the survivor's revocation stopped waiting: for a
+batch held by the expiry sweep (which walked every state; now an index, streams.worker.expiry_index)
+and for a full `gc.collect()` per round of Faust's `wait_empty` (0.8 s each; BatchConsumer leaves it
+out). What is left: 2 s of session, 1 s for the JoinGroup round, 0.75 s in Faust's assignment, 0.35 s
+of recovery (nothing to read), and the first batch's commit (the commit timer ticks each second).
 
 Most of what is left is the group, not the state: a killed member stays in its group until its
 session (RILLET_SESSION_TIMEOUT) runs out, and a JoinGroup round takes about half a session on
