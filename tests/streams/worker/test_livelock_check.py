@@ -28,10 +28,9 @@ def test_only_partitions_every_view_has_read_to_the_head_are_marked() -> None:
     assert caught_up_is_alive(None, list(heads), heads.get, by_topic, now=60.0) == []
 
 
-def test_recovery_fetch_check_counts_from_the_assignment_and_only_where_records_remain() -> None:
-    from streams.worker.batch_transport import recovery_fetch_overdue
+def test_recovery_fetch_check_only_where_records_remain() -> None:
+    from streams.worker.batch_transport import recovery_fetch_expected
 
-    assert not recovery_fetch_overdue(2.0, 300.0, 1_000)  # just assigned (the worker may be hours old)
-    assert not recovery_fetch_overdue(400.0, 300.0, 0)    # a standby copy already at the changelog's head
-    assert not recovery_fetch_overdue(400.0, 300.0, None)
-    assert recovery_fetch_overdue(400.0, 300.0, 5)
+    assert not recovery_fetch_expected(0)  # a standby copy already at the changelog's head
+    assert not recovery_fetch_expected(None)
+    assert recovery_fetch_expected(5)
