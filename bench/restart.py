@@ -23,14 +23,15 @@ Measured here (2 cores, Tansu), from SIGKILL to steady lag:
     state on disk, new machine          16.4 s           27.3 s (read back at 79-91k records/s)
     failover to a standby (6 s session) 11.8 s           12.4 s
     failover, RILLET_SESSION_TIMEOUT=3   7.0 s
-    failover, RILLET_SESSION_TIMEOUT=2   4.9-5.1 s (20k)  5.8, 6.0, 6.1 s in steady state (standby copies caught up)
-                                         5.3 s (200k)
+    failover, RILLET_SESSION_TIMEOUT=2   4.9-5.1 s (20k)  4.5 s (median of 5.0, 4.3, 4.5) in steady state (standby
+                                         5.3 s (200k)     copies caught up); 5.8-6.1 s before a takeover's first
+                                                          batches were committed at once
 
 At 1M states the failover took 13.8-15.8 s until the survivor's revocation stopped waiting: for a
 batch held by the expiry sweep (which walked every state; now an index, streams.worker.expiry_index)
 and for a full `gc.collect()` per round of Faust's `wait_empty` (0.8 s each; BatchConsumer leaves it
 out). What is left: 2 s of session, 1 s for the JoinGroup round, 0.75 s in Faust's assignment, 0.35 s
-of recovery (nothing to read), and the first batch's commit (the commit timer ticks each second).
+of recovery (nothing to read), and the first batch, committed as soon as it is stored.
 
 Most of what is left is the group, not the state: a killed member stays in its group until its
 session (RILLET_SESSION_TIMEOUT) runs out, and a JoinGroup round takes about half a session on
