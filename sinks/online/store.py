@@ -126,9 +126,9 @@ class OnlineStore:
         await self.retrying(attempt, max_wait_s)
 
     def queue_states(self, client: Any, pipe: Any, items: list[tuple[str, bytes]]) -> None:
-        """Queue `SET key state [PX expiry]` for each (key, state) on `pipe` (an asyncio or a blocking one): a script
-        call per thousand states
-        on one server; on a cluster a SET each (a batch's keys spread over slots, and a script's must share one)."""
+        """Queue `SET key state [PX expiry]` for each (key, state) on `pipe`, an asyncio or a blocking one: a script
+        call per thousand states on one server; on a cluster a SET each (a batch's keys spread over slots, and a
+        script's must share one)."""
         if is_cluster(client):
             for key, blob in items:
                 pipe.set(key, blob, px=self.expire_ms)

@@ -283,24 +283,31 @@ class ViewAgent:
         self.metrics.expired.labels(self.label).inc(len(tombstones))
         return len(tombstones)
 
-    def _build_expiry_index(self, index: ExpiryIndex) -> None:
-        """Read every state's partition and latest event time from the table into `index`, in a thread."""
+    def _build_expiry_index(self, live: ExpiryIndex) -> None:
+        """Read every state's partition and latest event time from the table, in a thread, into an index of its
+        own; batches meanwhile note into a fresh live one, taken in when the read is done."""
         build = self._expiry_build
         if build is not None and not build.done():
             return
-        if build is not None and build.exception() is not None:
+        if build is not None and not build.cancelled() and build.exception() is not None:
             log_event(logging.WARNING, event="expiry_index_failed", view=self.view.name,
                       error=f"{type(build.exception()).__name__}: {build.exception()}",
                       message="no state is dropped until the index is read again at the next sweep")
-        data, engine = self.table.data, self.engine
+        data, engine, read_into = self.table.data, self.engine, self._new_expiry_index()
         memory = getattr(data, "data", None)
+        self._expiry = since = self._new_expiry_index()  # what batches write from here on
 
         def read() -> None:
             # the in-memory store's dict is copied in one step: iterated while a batch writes, it would fail
             items = list(memory.items()) if isinstance(memory, dict) else data.items()
-            index.note_all(items, engine.position_of, lambda key: key.startswith(PROGRESS_KEY_PREFIX))
+            read_into.note_all(items, engine.position_of, lambda key: key.startswith(PROGRESS_KEY_PREFIX))
+
+        def done(future: asyncio.Future) -> None:
+            if not future.cancelled() and future.exception() is None and self._expiry is since:
+                self._expiry = read_into.take_newer(since)  # on the loop: no batch writes in between
 
         self._expiry_build = asyncio.ensure_future(asyncio.to_thread(read))
+        self._expiry_build.add_done_callback(done)
 
     async def report_health(self) -> None:
         await self.health.report()

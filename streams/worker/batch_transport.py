@@ -58,7 +58,6 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             consumer._fetch_max_wait_ms = wait_ms  # noqa: SLF001 - read by aiokafka at start()
         return consumer
 
-
     async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
         # Faust's checks that each partition is fetched and processed count "since start" from `time_started`,
         # which must be the assignment: a partition taken over minutes after the worker started had "Stream has

@@ -21,8 +21,8 @@ __all__ = ["ExpiryIndex"]
 
 
 class ExpiryIndex:
-    """(partition, latest event time bucket) of every state of a table; filled by `note` as batches write and
-    once by `note_all` from the table (in a thread: `note_if_absent` keeps what a batch noted meanwhile)."""
+    """(partition, latest event time bucket) of every state of a table; filled by `note` as batches write, and
+    once from the table after a rebalance (`note_all`, then `take_newer`)."""
 
     def __init__(self, bucket_ms: int) -> None:
         self.bucket_ms = max(1, bucket_ms)
@@ -35,7 +35,9 @@ class ExpiryIndex:
 
     def note(self, key: bytes, partition: int, latest_ms: int) -> None:
         """A state was written with this latest event time."""
-        place = (partition, latest_ms // self.bucket_ms)
+        self._place(key, (partition, latest_ms // self.bucket_ms))
+
+    def _place(self, key: bytes, place: tuple[int, int]) -> None:
         old = self._where.get(key)
         if old == place:
             return
@@ -46,18 +48,21 @@ class ExpiryIndex:
         self._where[key] = place
         self._buckets.setdefault(place[0], {}).setdefault(place[1], set()).add(key)
 
-    def note_if_absent(self, key: bytes, partition: int, latest_ms: int) -> None:
-        """A state as the table held it when read: a batch's `note` since then is newer and stays."""
-        if key not in self._where:
-            self.note(key, partition, latest_ms)
-
     def note_all(self, items: Iterable[tuple[bytes, bytes]], position_of: Callable[[bytes], tuple[int, int]],
                  skip: Callable[[bytes], bool]) -> None:
-        """Index a table's (key, state bytes), skipping keys that are not states; then the index is built."""
+        """Index a table's (key, state bytes), skipping keys that are not states (in a thread, on an index no
+        batch writes to: `take_newer` then adds what batches noted meanwhile)."""
         for key, blob in items:
             if not skip(key):
-                self.note_if_absent(key, *position_of(blob))
+                self.note(key, *position_of(blob))
+
+    def take_newer(self, newer: ExpiryIndex) -> ExpiryIndex:
+        """This index, read from the table, with what batches noted in `newer` while it was read (newer, so it
+        wins); then built."""
+        for key, place in newer._where.items():
+            self._place(key, place)
         self.built = True
+        return self
 
     def forget(self, key: bytes) -> None:
         """The state was dropped."""

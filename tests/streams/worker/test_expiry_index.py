@@ -14,14 +14,16 @@ WRITES = st.lists(st.tuples(KEYS, st.integers(0, 2), st.integers(-5_000, 50_000)
 @settings(max_examples=300, deadline=None)
 @given(WRITES, st.integers(1, 5_000), st.lists(st.integers(-10_000, 60_000), min_size=3, max_size=3))
 def test_due_takes_the_states_wholly_below_the_cutoff(writes, bucket_ms, cutoffs) -> None:
-    index, latest = ExpiryIndex(bucket_ms), {}
+    table, since, in_table, noted = ExpiryIndex(bucket_ms), ExpiryIndex(bucket_ms), {}, {}
     for key, partition, latest_ms, from_table in writes:
-        if from_table:  # the table read in a thread: what a batch noted before stays
-            index.note_if_absent(key, partition, latest_ms)
-            latest.setdefault(key, (partition, latest_ms))
-        else:
-            index.note(key, partition, latest_ms)
-            latest[key] = (partition, latest_ms)
+        if from_table:  # the table as a thread reads it after a rebalance
+            table.note(key, partition, latest_ms)
+            in_table[key] = (partition, latest_ms)
+        else:  # what batches note meanwhile: newer, so it wins
+            since.note(key, partition, latest_ms)
+            noted[key] = (partition, latest_ms)
+    index, latest = table.take_newer(since), {**in_table, **noted}
+    assert index.built and not since.built
     assert len(index) == len(latest)
     due = index.due(lambda partition: cutoffs[partition])
     taken = {key for key, _ in due}
