@@ -258,7 +258,7 @@ class ViewAgent:
         self._last_sweep = time.monotonic()
         index, data, engine, watermarks = self._expiry, self.table.data, self.engine, self.watermarks
         if not index.built:
-            self._build_expiry_index(index)
+            self._build_expiry_index()
             return 0
 
         def confirmed() -> list[tuple[int, bytes]]:
@@ -283,7 +283,7 @@ class ViewAgent:
         self.metrics.expired.labels(self.label).inc(len(tombstones))
         return len(tombstones)
 
-    def _build_expiry_index(self, live: ExpiryIndex) -> None:
+    def _build_expiry_index(self) -> None:
         """Read every state's partition and latest event time from the table, in a thread, into an index of its
         own; batches meanwhile note into a fresh live one, taken in when the read is done."""
         build = self._expiry_build

@@ -64,14 +64,6 @@ class ExpiryIndex:
         self.built = True
         return self
 
-    def forget(self, key: bytes) -> None:
-        """The state was dropped."""
-        old = self._where.pop(key, None)
-        if old is not None:
-            keys = self._buckets.get(old[0], {}).get(old[1])
-            if keys is not None:
-                keys.discard(key)
-
     def due(self, cutoff_for: Callable[[int], int | None]) -> list[tuple[bytes, int]]:
         """(key, partition) of the states in the buckets wholly below each partition's cutoff (None: none yet),
         taken out of the index: the caller drops those its check confirms and notes the others again."""
