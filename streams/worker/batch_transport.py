@@ -38,6 +38,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import Message
 from mode import Service
 
+from streams.worker.state_table import write_changelog
+
 __all__ = ["SCHEME", "BatchConsumer", "BatchHandler", "Transport"]
 
 SCHEME = "rillet"
@@ -115,48 +117,16 @@ class BatchConsumer(faust_aiokafka.Consumer):
         return committed
 
     async def _drain_messages(self, fetcher: Any) -> None:
-        handlers: dict[str, BatchHandler] = getattr(self.app, "rillet_batch_handlers", {})
-        batch_size: int = getattr(self.app, "rillet_batch_size", 2000)
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set  # noqa: SLF001 - as Faust's own loop reads it
-        read_offset = self._read_offset
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        batch_changelogs: frozenset[str] = getattr(self.app, "rillet_batch_changelogs", frozenset())
-        recovery = self.app.tables.recovery
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
-                batches: dict[str, list[Message]] = {}
-                changes: dict[Any, list[Message]] = {}
                 await self.sleep(0)  # as Faust's loop: getmany may not yield to the event loop
                 if not self.should_stop:
-                    async for tp, message in self.getmany(timeout=1.0):
-                        offset, last_read = message.offset, read_offset[tp]
-                        if last_read is not None and offset < last_read:
-                            continue  # read already: Faust drops it too
-                        handler = handlers.get(tp.topic)
-                        if handler is not None:
-                            self.track_message(message)
-                            batches.setdefault(tp.topic, []).append(message)
-                        elif tp.topic in batch_changelogs and (tp in recovery.active_tps
-                                                                or tp in recovery.standby_tps):
-                            changes.setdefault(tp, []).append(message)
-                        else:
-                            if last_read and offset - last_read > 1 and acks_enabled_for(message.topic):
-                                await self._add_gap(tp, last_read + 1, offset)
-                            await self.wait_first(self.callback(message), self.suspend_flow.wait())
-                        read_offset[tp] = offset
-                    for tp, messages in changes.items():
-                        applied = apply_changelog_records(recovery, tp, messages)
-                        if tp in recovery.active_tps:
-                            self.rillet_recovered += applied
-                    if changes and end_recovery_when_done(recovery):
-                        seconds = time.monotonic() - (recovery._recovery_started_at or time.monotonic())  # noqa: SLF001
-                        logger.info("state read back from the changelogs: %d records in %.1f s (%.0f records/s)",
-                                    self.rillet_recovered, seconds, self.rillet_recovered / max(seconds, 1e-9))
-                        self.rillet_recovered = 0
-                    for topic, messages in batches.items():
-                        await self._deliver(handlers[topic], messages, batch_size)
+                    records, active_partitions = await self._wait_next_records(1.0)
+                    if records and not self.should_stop:
+                        await self._take_fetch(records, active_partitions)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -164,6 +134,71 @@ class BatchConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _take_fetch(self, records: dict[Any, list[Any]], active_partitions: set[Any] | None) -> None:
+        """One fetch (partition -> aiokafka records): the changelogs being recovered are written as they are,
+        with no Message per record; the rest goes record by record through Faust's `getmany` steps."""
+        if not self.flow_active:
+            try:  # as Faust's getmany: a fetch that lands while the flow is stopped is dropped and re-read
+                await self.perform_seek()
+            except Exception as exc:
+                self.log.warning(f"exception performing seek when flow not active {exc}")
+            return
+        handlers: dict[str, BatchHandler] = getattr(self.app, "rillet_batch_handlers", {})
+        batch_changelogs: frozenset[str] = getattr(self.app, "rillet_batch_changelogs", frozenset())
+        recovery = self.app.tables.recovery
+        read_offset = self._read_offset
+        track_end = self.app.monitor.track_tp_end_offset
+        generation_id = self.app.consumer_generation_id
+        rest: dict[Any, list[Any]] = {}
+        changes = 0
+        for tp, fetched in records.items():
+            if not fetched or (active_partitions is not None and tp not in active_partitions
+                               and tp not in self._buffered_partitions):
+                continue
+            track_end(tp, self.highwater(tp))
+            if tp.topic in batch_changelogs and (tp in recovery.active_tps or tp in recovery.standby_tps):
+                applied = apply_changelog_records(recovery, tp, unread(fetched, read_offset[tp]))
+                read_offset[tp] = fetched[-1].offset
+                changes += 1
+                if tp in recovery.active_tps:
+                    self.rillet_recovered += applied
+            else:
+                rest[tp] = fetched
+        if changes and end_recovery_when_done(recovery):
+            seconds = time.monotonic() - (recovery._recovery_started_at or time.monotonic())  # noqa: SLF001
+            logger.info("state read back from the changelogs: %d records in %.1f s (%.0f records/s)",
+                        self.rillet_recovered, seconds, self.rillet_recovered / max(seconds, 1e-9))
+            self.rillet_recovered = 0
+        if rest:
+            await self._take_records(rest, generation_id, handlers)
+
+    async def _take_records(self, records: dict[Any, list[Any]], generation_id: int,
+                            handlers: dict[str, BatchHandler]) -> None:
+        """Faust's `getmany` loop (round robin over topics, a Message per record), then view topics a batch each."""
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        to_message = self._to_message
+        batches: dict[str, list[Message]] = {}
+        for tp, record in self.scheduler.iterate(records):
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                break
+            offset, last_read = record.offset, read_offset[tp]
+            if last_read is not None and offset < last_read:
+                continue  # read already: Faust drops it too
+            message = to_message(tp, record)
+            handler = handlers.get(tp.topic)
+            if handler is not None:
+                self.track_message(message)
+                batches.setdefault(tp.topic, []).append(message)
+            else:
+                if last_read and offset - last_read > 1 and acks_enabled_for(message.topic):
+                    await self._add_gap(tp, last_read + 1, offset)
+                await self.wait_first(self.callback(message), self.suspend_flow.wait())
+            read_offset[tp] = offset
+        batch_size: int = getattr(self.app, "rillet_batch_size", 2000)
+        for topic, messages in batches.items():
+            await self._deliver(handlers[topic], messages, batch_size)
 
     @Service.transitions_to(CONSUMER_WAIT_EMPTY)
     async def wait_empty(self) -> None:
@@ -205,17 +240,16 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 await self.commit()
 
 
-class _Change:
-    """What a table's `apply_changelog_batch` reads of a changelog Event (raw bytes: no codec runs)."""
-
-    __slots__ = ("key", "message", "value")
-
-    def __init__(self, message: Message) -> None:
-        self.message, self.key, self.value = message, message.key, message.value
+def unread(fetched: list[Any], last_read: int | None) -> list[Any]:
+    """The records of a partition's fetch (offset order) from `last_read` on: Faust drops those below it."""
+    if last_read is None or not fetched or fetched[0].offset >= last_read:
+        return fetched
+    return [record for record in fetched if record.offset >= last_read]
 
 
-def apply_changelog_records(recovery: Any, tp: Any, messages: list[Message]) -> int:
-    """Write one fetch of a changelog partition to its table, as Faust's recovery loop would record by record.
+def apply_changelog_records(recovery: Any, tp: Any, records: list[Any]) -> int:
+    """Write one fetch of a changelog partition (offset order) to its table, as Faust's recovery loop would
+    record by record.
 
     Records at or below the offset recovery has reached are skipped (as Faust skips them); the
     offset recovery has reached becomes the last record's, so `active_remaining()` counts down.
@@ -223,10 +257,11 @@ def apply_changelog_records(recovery: Any, tp: Any, messages: list[Message]) -> 
     """
     offsets = recovery.active_offsets if tp in recovery.active_tps else recovery.standby_offsets
     seen = offsets.get(tp)
-    fresh = messages if seen is None else [message for message in messages if message.offset > seen]
+    fresh = records if seen is None or not records or records[0].offset > seen else [
+        record for record in records if record.offset > seen]
     if not fresh:
         return 0
-    recovery.tp_to_table[tp].apply_changelog_batch([_Change(message) for message in fresh])
+    write_changelog(recovery.tp_to_table[tp], tp, fresh)
     offsets[tp] = fresh[-1].offset
     return len(fresh)
 

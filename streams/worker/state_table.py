@@ -15,7 +15,7 @@ from faust.types import TP
 from streams.definitions.view import FeatureView
 from streams.kernel.watermark import PROGRESS_KEY_PREFIX, PartitionProgress, Watermarks
 
-__all__ = ["ChangelogWriter", "StateTable", "TableWatermarks", "put_states", "state_table_name"]
+__all__ = ["ChangelogWriter", "StateTable", "TableWatermarks", "put_states", "state_table_name", "write_changelog"]
 
 
 def state_table_name(view: FeatureView, version: int = 1) -> str:
@@ -61,6 +61,45 @@ def put_states(data: Any, changes: list[tuple[int, bytes, bytes]]) -> None:
         index[key] = partition
     for partition, batch in batches.items():
         db_for(partition).write(batch)
+
+
+def write_changelog(table: Any, tp: TP, records: list[Any]) -> None:
+    """Apply changelog records (aiokafka's, offset order) of one partition to the table's store, as Faust's
+    `apply_changelog_batch` does but from the records themselves: no Event per record (recovery read 1M
+    records back at 76-82k records/s with one; the main thread spent most of it building them).
+
+    RocksDB: one `WriteBatch`, then the persisted offset, from which a restart on this machine reads on.
+    """
+    data = table.data
+    db_for = getattr(data, "_db_for_partition", None)
+    if db_for is None:  # the in-memory store keeps its own key bookkeeping: hand it Faust's shape
+        table.apply_changelog_batch([_ChangelogEvent(tp, record) for record in records])
+        return
+    from rocksdict import WriteBatch
+
+    batch = WriteBatch(raw_mode=True)
+    put, delete = batch.put, batch.delete
+    for record in records:
+        if record.value is None:
+            delete(record.key)
+        else:
+            put(record.key, record.value)
+    db_for(tp.partition).write(batch)
+    data.set_persisted_offset(tp, records[-1].offset)
+
+
+class _ChangelogEvent:
+    """What a Faust store's `apply_changelog_batch` reads of a changelog Event and its message."""
+
+    __slots__ = ("key", "offset", "partition", "tp", "value")
+
+    def __init__(self, tp: TP, record: Any) -> None:
+        self.tp, self.partition, self.offset = tp, tp.partition, record.offset
+        self.key, self.value = record.key, record.value
+
+    @property
+    def message(self) -> _ChangelogEvent:
+        return self
 
 
 class TableWatermarks(Watermarks):
