@@ -59,6 +59,7 @@ from streams.cli.demo import synthetic_payments, worker_process
 from streams.definitions.view import load_views
 from streams.settings import Settings
 from streams.stack.embedded import EmbeddedStack, free_port
+from streams.worker.probe import worker_metric
 
 SCENARIOS = ("memory", "disk", "new-machine", "standby")
 READ_BACK = re.compile(r"state read back from the changelogs: (\d+) records in ([\d.]+) s \((\d+) records/s\)")
@@ -78,10 +79,12 @@ def _caught_up(settings: Settings, view, alive) -> None:
 def restart(settings: Settings, view, features: Path, events: list[dict], probe: list[dict], workdir: Path,
             *, new_machine: bool) -> Outcome:
     """One worker, killed and started again on the same machine (or with an empty state directory)."""
-    worker = worker_process(settings, str(features), workdir, free_port())
+    port = free_port()
+    worker = worker_process(settings, str(features), workdir, port)
     try:
         publish(settings, view, events)
         _caught_up(settings, view, worker.alive)
+        drift = worker_metric(port, "rillet_timer_drift_max_seconds")
     finally:
         worker.kill()
     killed = time.monotonic()
@@ -93,8 +96,8 @@ def restart(settings: Settings, view, features: Path, events: list[dict], probe:
         _caught_up(settings, view, worker.alive)
         seconds = time.monotonic() - killed
         read = READ_BACK.findall(worker.tail(100_000))
-        note = f"read back {int(read[-1][0]):,} records at {int(read[-1][2]):,} records/s" if read else ""
-        return Outcome(seconds, note)
+        note = f"read back {int(read[-1][0]):,} records at {int(read[-1][2]):,} records/s; " if read else ""
+        return Outcome(seconds, note + f"worst timer drift while filling {drift * 1000:.0f} ms")
     finally:
         worker.stop()
 
@@ -116,12 +119,14 @@ def failover(settings: Settings, view, features: Path, events: list[dict], probe
             time.sleep(0.5)
             behind = _standby_behind(ports[1])
         waited = time.monotonic() - started
+        drift = max(worker_metric(port, "rillet_timer_drift_max_seconds") for port in ports)
         workers[0].kill()
         killed = time.monotonic()
         publish(settings, view, probe)
         _caught_up(settings, view, workers[1].alive)
         return Outcome(time.monotonic() - killed, f"the survivor's standby copies {behind:,} records behind at the "
-                       f"kill (waited {waited:.0f} s for them after the fill)")
+                       f"kill (waited {waited:.0f} s for them after the fill); worst timer drift while filling "
+                       f"{drift * 1000:.0f} ms")
     finally:
         for worker in workers:
             worker.stop()
