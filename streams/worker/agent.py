@@ -14,9 +14,9 @@ import logging
 import os
 import socket
 import time
+from typing import Any
 
 import faust
-from faust.types import Message
 
 from schemas.codec import EventDecoder
 from schemas.store import SchemaStore
@@ -116,14 +116,14 @@ class ViewAgent:
         last = self.watermarks.entry(partition).last_offset
         return last + 1 if last >= 0 else None
 
-    async def handle(self, messages: list[Message]) -> None:
+    async def handle(self, fetched: list[Any]) -> None:
         """One batch of source records, as the batch transport fetched them; never at the same time
         as a Redis restore (it writes states from the table). A batch that fails stops the process:
         nothing of it was acknowledged, so a restart takes it again from the last commit."""
         try:
             async with self._lock:
                 await self.healer.heal()
-                await self._handle(messages)
+                await self._handle(fetched)
         except Exception as exc:
             log_event(logging.ERROR, event="batch_failed", view=self.view.name, error=f"{type(exc).__name__}: {exc}")
             for handler in logging.getLogger().handlers:
@@ -137,20 +137,15 @@ class ViewAgent:
         async with self._lock:
             return await self.healer.heal()
 
-    async def _handle(self, messages: list[Message]) -> None:
+    async def _handle(self, fetched: list[Any]) -> None:
         started = time.perf_counter()
         if self.replayed:
             await self.handover.load()
         records = [
-            SourceRecord(
-                m.topic, m.partition, m.offset,
-                int(m.timestamp * 1000) if m.timestamp else None, m.key, m.value,
-                tuple(m.headers) if m.headers else (),
-            )
-            for m in messages
+            SourceRecord(r.topic, r.partition, r.offset, r.timestamp or None, r.key, r.value,
+                         tuple(r.headers) if r.headers else ())
+            for r in fetched
         ]
-        for i in faults.skipped("acknowledgement", len(messages)):  # tests: Faust never sees these acks
-            messages[i].acked = True
         lost = faults.skipped("delivered_record", len(records))  # tests: a delivery that drops records
         if lost:
             records = [r for i, r in enumerate(records) if i not in lost]
@@ -190,8 +185,8 @@ class ViewAgent:
         if self._sweep_due():
             await self.expire_states()
         for gap in gaps:  # read and handled here, so Faust may commit past them
-            for offset in range(gap.start, gap.end):
-                self.app.consumer.ack(Message(gap.topic, gap.partition, offset, 0.0, 0, None, None, None, None))
+            self.app.consumer.ack_records([SourceRecord(gap.topic, gap.partition, offset, None, None, None)
+                                           for offset in range(gap.start, gap.end)])
         self.health.observe(records, result, time.perf_counter() - started)
 
     async def _fill_gaps(self, records: list[SourceRecord], gaps: list[OffsetGap]) -> list[SourceRecord]:

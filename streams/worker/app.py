@@ -19,7 +19,6 @@ from typing import Any
 
 import faust
 from faust.sensors import Monitor
-from faust.types import Message
 
 from sinks.online.versions import live_group
 from sinks.redis_client import connect_redis_async
@@ -334,10 +333,10 @@ def _each_view(readers: list[ViewAgent], watch: VersionWatch,
     the process has checked that the versions it keeps current are still the ones (it restarts otherwise);
     then `after`."""
 
-    async def handle(messages: list[Message]) -> None:
+    async def handle(fetched: list[Any]) -> None:
         await watch.check()
         for agent in readers:
-            await agent.handle(messages)
+            await agent.handle(fetched)
         await after()
 
     return handle

@@ -7,18 +7,20 @@ of a stream. A profile of an agent that does nothing put 78 us of main-thread ti
 on each record; rillet's engine wants the records of a fetch together anyway.
 
 `BatchConsumer` is Faust's aiokafka consumer with one change, in the loop that
-drains fetches: the records of a topic with a registered batch handler (the view
-topics, `app.rillet_batch_handlers`) are collected per fetch and handed over in
-one call, in fetch order (offset order per partition), then acknowledged. The
+drains fetches: it takes aiokafka's records of a fetch as they are, with no Faust
+Message per record (building, tracking and acknowledging one cost about 8 us a
+record of the main thread). The records of a topic with a registered batch handler
+(the view topics, `app.rillet_batch_handlers`) are handed over in one call,
+partition after partition in offset order, then acknowledged together. The
 changelogs of rillet's state tables (`app.rillet_batch_changelogs`), while Faust
 recovers them or follows them as standbys, are written to the table a fetch at a
-time too, straight from aiokafka's records: Faust's recovery queues one Event per
-record and applies it through a loop with per-record bookkeeping (about 14k
-records/s here), and even a Message per record held a full read-back to 76-82k
-records/s; the batch write does what that loop does (one `WriteBatch` per fetch,
-the recovery offsets, the end-of-recovery signal) at 250k. Every other topic takes Faust's
-own path record by record. Each record is still tracked
-(`track_message`) before the handler runs and acknowledged after it, so Faust's
+time too: Faust's recovery queues one Event per record and applies it through a
+loop with per-record bookkeeping (about 14k records/s here), and even a Message
+per record held a full read-back to 76-82k records/s; the batch write does what
+that loop does (one `WriteBatch` per fetch, the recovery offsets, the
+end-of-recovery signal) at 250k. Every other topic takes Faust's own path record
+by record. A batch in a handler counts among Faust's unacknowledged messages and
+its offsets are acknowledged as Faust's `ack` would each record's, so Faust's
 commits see exactly the offsets handled and a rebalance waits for a batch in
 flight; a batch fetched just as a rebalance stops the flow is not handed over,
 and Faust seeks back to the committed offsets after it.
@@ -36,9 +38,12 @@ from typing import Any
 
 from faust.transport.consumer import CONSUMER_FETCHING, CONSUMER_WAIT_EMPTY
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import Message
+from faust.types import TP
+from faust.types.tuples import ack_lock
 from mode import Service
+from mode.utils.futures import notify
 
+from streams import faults
 from streams.worker.state_table import write_changelog
 
 __all__ = ["SCHEME", "BatchConsumer", "BatchHandler", "Transport"]
@@ -46,8 +51,8 @@ __all__ = ["SCHEME", "BatchConsumer", "BatchHandler", "Transport"]
 SCHEME = "rillet"
 logger = logging.getLogger(__name__)
 
-#: A view's handler: the records of one fetch (at most the batch size), in fetch order.
-BatchHandler = Callable[[list[Message]], Awaitable[None]]
+#: A view's handler: aiokafka's records of one fetch (at most the batch size), in offset order per partition.
+BatchHandler = Callable[[list[Any]], Awaitable[None]]
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -176,11 +181,30 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     async def _take_records(self, records: dict[Any, list[Any]], generation_id: int,
                             handlers: dict[str, BatchHandler]) -> None:
-        """Faust's `getmany` loop (round robin over topics, a Message per record), then view topics a batch each."""
+        """View topics: each topic's records of the fetch to its handler, partition after partition. Other topics:
+        Faust's `getmany` loop (round robin over topics, a Message per record)."""
+        read_offset = self._read_offset
+        batches: dict[str, list[Any]] = {}
+        others: dict[Any, list[Any]] = {}
+        for tp, fetched in records.items():
+            if tp.topic not in handlers:
+                others[tp] = fetched
+                continue
+            fresh = unread(fetched, read_offset[tp])
+            if fresh:
+                batches.setdefault(tp.topic, []).extend(fresh)
+                read_offset[tp] = fresh[-1].offset
+        if others:
+            await self._take_messages(others, generation_id)
+        batch_size: int = getattr(self.app, "rillet_batch_size", 2000)
+        for topic, batch in batches.items():
+            await self._deliver(handlers[topic], batch, batch_size)
+
+    async def _take_messages(self, records: dict[Any, list[Any]], generation_id: int) -> None:
+        """Faust's own path for a topic with no batch handler: a Message per record, to the conductor's callback."""
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         to_message = self._to_message
-        batches: dict[str, list[Message]] = {}
         for tp, record in self.scheduler.iterate(records):
             if not self.flow_active or self.app.consumer_generation_id != generation_id:
                 break
@@ -188,18 +212,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if last_read is not None and offset < last_read:
                 continue  # read already: Faust drops it too
             message = to_message(tp, record)
-            handler = handlers.get(tp.topic)
-            if handler is not None:
-                self.track_message(message)
-                batches.setdefault(tp.topic, []).append(message)
-            else:
-                if last_read and offset - last_read > 1 and acks_enabled_for(message.topic):
-                    await self._add_gap(tp, last_read + 1, offset)
-                await self.wait_first(self.callback(message), self.suspend_flow.wait())
+            if last_read and offset - last_read > 1 and acks_enabled_for(message.topic):
+                await self._add_gap(tp, last_read + 1, offset)
+            await self.wait_first(self.callback(message), self.suspend_flow.wait())
             read_offset[tp] = offset
-        batch_size: int = getattr(self.app, "rillet_batch_size", 2000)
-        for topic, messages in batches.items():
-            await self._deliver(handlers[topic], messages, batch_size)
 
     @Service.transitions_to(CONSUMER_WAIT_EMPTY)
     async def wait_empty(self) -> None:
@@ -215,17 +231,24 @@ class BatchConsumer(faust_aiokafka.Consumer):
             self._clean_unacked_messages()
         await self.commit_and_end_transactions()
 
-    async def _deliver(self, handler: BatchHandler, messages: list[Message], batch_size: int) -> None:
-        """Hand the records over in batches of at most `batch_size`, acknowledging each batch after it."""
-        for lo in range(0, len(messages), batch_size):
-            batch = messages[lo:lo + batch_size]
+    async def _deliver(self, handler: BatchHandler, records: list[Any], batch_size: int) -> None:
+        """Hand the records over in batches of at most `batch_size`, acknowledging each batch after it.
+
+        While a batch is in the handler, a marker stands for it among Faust's unacknowledged messages, so a
+        rebalance or a stop waits for it (`wait_empty`), as it would for each record's Message.
+        """
+        for lo in range(0, len(records), batch_size):
             if not self.flow_active:  # a rebalance began: Faust seeks back to the committed offsets after it
-                for message in messages[lo:]:
-                    self._unacked_messages.discard(message)
                 return
-            await handler(batch)
-            for message in batch:
-                self.ack(message)
+            batch = records[lo:lo + batch_size]
+            in_flight = _InFlight()
+            self._unacked_messages.add(in_flight)
+            try:
+                await handler(batch)
+            finally:
+                self._unacked_messages.discard(in_flight)
+            hidden = faults.skipped("acknowledgement", len(batch))  # tests: acks Faust never sees
+            self.ack_records([record for i, record in enumerate(batch) if i not in hidden] if hidden else batch)
             inbound = self.app.monitor.stream_inbound_time
             if inbound is not None:
                 # Faust's livelock check reads it: one handler serves every partition of the topic, so a batch
@@ -239,6 +262,34 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if self._commit_every is not None and self._n_acked >= self._commit_every:
                 self._n_acked = 0
                 await self.commit()
+
+    def ack_records(self, records: list[Any]) -> None:
+        """Acknowledge handled records (anything with `topic`, `partition`, `offset`), as Faust's `ack` does each
+        record's Message: the offsets go to the acked list Faust commits from, once each, none below its commit."""
+        by_tp: dict[TP, list[int]] = {}
+        for record in records:
+            by_tp.setdefault(TP(record.topic, record.partition), []).append(record.offset)
+        with ack_lock:
+            for tp, offsets in by_tp.items():
+                if not self.app.topics.acks_enabled_for(tp.topic):
+                    continue
+                committed, index = self._committed_offset[tp], self._acked_index[tp]
+                fresh = [offset for offset in offsets
+                         if (committed is None or offset >= committed) and offset not in index]
+                index.update(fresh)
+                self._acked[tp].extend(fresh)
+                self._n_acked += len(fresh)
+            notify(self._waiting_for_ack)
+
+
+class _InFlight:
+    """A batch in a handler, among Faust's unacknowledged messages (a weak set: the batch holds it)."""
+
+    acked = False
+    refcount = 1
+
+    def __repr__(self) -> str:
+        return "<a view batch in its handler>"
 
 
 def unread(fetched: list[Any], last_read: int | None) -> list[Any]:
