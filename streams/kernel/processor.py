@@ -8,7 +8,7 @@ share it.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -82,8 +82,10 @@ class ViewProcessor:
         self.hot_states = hot_states
         # entity -> (its stored bytes, those bytes decoded), most recently written last: a state read by the next
         # batch is not decoded again while the store still holds exactly these bytes (the bytes are the
-        # durable form, this is the working one); one in a batch's hands is taken out until it is written
-        self._hot: dict[str, tuple[bytes, EntityState]] = {}
+        # durable form, this is the working one); one in a batch's hands is taken out until it is written. An
+        # OrderedDict: evicting the oldest of a plain dict (`next(iter(d))` after deleting from its front) scans
+        # the deleted slots each time, and with new entities every batch that held the GIL for seconds
+        self._hot: OrderedDict[str, tuple[bytes, EntityState]] = OrderedDict()
 
     def process(
         self,
@@ -248,5 +250,5 @@ class ViewProcessor:
             writes.append(StateWrite(entity, blob, state.latest_ms))
             hot[entity] = (blob, state)
         while len(hot) > self.hot_states:
-            del hot[next(iter(hot))]
+            hot.popitem(last=False)
         return writes
