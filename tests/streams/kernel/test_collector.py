@@ -1,5 +1,5 @@
-"""The collector policy: survivors of a batch's collection are frozen, cycles still die, and the hourly pass
-unfreezes."""
+"""The collector policy: what a batch leaves alive is frozen without a walk, and the hourly pass unfreezes and
+collects everything, so a cycle that died frozen is freed within the hour."""
 
 from __future__ import annotations
 
@@ -14,19 +14,20 @@ class _Cycle:
         self.me = self
 
 
-def test_survivors_are_frozen_and_a_cycle_made_after_is_still_collected(monkeypatch) -> None:
+def test_survivors_are_frozen_without_a_collection_and_the_hourly_pass_walks_them_again(monkeypatch) -> None:
     was_enabled = gc.isenabled()
+    gc.disable()  # as inside a batch: no automatic collection may take the cycle below
     try:
         kept = [[i] for i in range(1000)]  # noqa: F841 - long-lived, as decoded states are
-        collector.collect_and_freeze()
-        frozen = gc.get_freeze_count()
-        assert frozen >= 1000
+        assert collector.freeze_young() == 0
+        assert gc.get_freeze_count() >= 1000
         alive = weakref.ref(_Cycle())
-        collector.collect_and_freeze()
-        assert alive() is None  # a cycle made after the freeze is found
+        assert collector.freeze_young() == 0  # no collection: the dead cycle is frozen with the rest
+        assert alive() is not None
         monkeypatch.setattr(collector, "_last_full", collector._last_full - collector.FULL_COLLECTION_EVERY_S)
-        collector.collect_and_freeze()  # the hourly pass: everything is walked once (unfrozen, then frozen again)
-        assert collector._last_full > 0 and gc.get_freeze_count() >= 1000
+        assert collector.freeze_young() > 0  # the hourly pass: everything is walked once, then frozen again
+        assert alive() is None
+        assert gc.get_freeze_count() >= 1000
     finally:
         gc.unfreeze()
         if was_enabled:
@@ -37,12 +38,12 @@ def test_the_hourly_pass_frees_a_cycle_that_died_frozen(monkeypatch) -> None:
     try:
         cycle = _Cycle()
         alive = weakref.ref(cycle)
-        collector.collect_and_freeze()
+        collector.freeze_young()
         del cycle  # frozen while alive, then dead: only a pass over frozen objects frees it
-        collector.collect_and_freeze()
+        collector.freeze_young()
         assert alive() is not None
         monkeypatch.setattr(collector, "_last_full", collector._last_full - collector.FULL_COLLECTION_EVERY_S)
-        collector.collect_and_freeze()
+        collector.freeze_young()
         assert alive() is None
     finally:
         gc.unfreeze()
