@@ -12,8 +12,10 @@ event is from just before its send to the read that first finds its state. Besid
 consumer pays in the same run: a plain confluent-kafka consumer on the same topic, from the send to
 the poll that returns the record. Prints p50, p99 and max of both; goal: p99 <= 100 ms at 500/s.
 
-Measured here (2 cores, medians of 3): at 500/s p50 53-56 ms, p99 123-270 ms, beside the floor's p50 16-20 ms and
-p99 96-205 ms (the floor itself moves that much from run to run on this machine); at 2,000/s p50 150-250 ms.
+Measured here (2 cores, three runs): at 500/s p50 32.2, 32.9, 45.0 ms and p99 74.7, 65.0, 86.7 ms (median 74.7:
+goal met), beside the floor's p99 44.8, 49.7, 59.4 ms; at 2,000/s p99 124.8, 125.5, 218.7 ms. Before the batch
+transport handed the worker aiokafka's records (a Faust Message built, tracked and acknowledged per record), the
+p99 at 500/s was 123-270 ms.
 Without the warm-up the p99 at 500/s was 600-650 ms: the first batches after the worker is assigned its
 partitions read what earlier runs left (offline files written past the commit, dead letters sent) before any
 event. In steady state a batch at 500/s waits 40-80 ms to start and takes ~45 ms: decode and engine ~16 ms,
