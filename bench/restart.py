@@ -52,6 +52,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.soak import check_sample
 from bench.throughput import features_file, publish
 from sinks.observe.status import topic_heads
 from streams.broker.lag import wait_caught_up
@@ -97,7 +98,8 @@ def restart(settings: Settings, view, features: Path, events: list[dict], probe:
         seconds = time.monotonic() - killed
         read = READ_BACK.findall(worker.tail(100_000))
         note = f"read back {int(read[-1][0]):,} records at {int(read[-1][2]):,} records/s; " if read else ""
-        return Outcome(seconds, note + f"worst timer drift while filling {drift * 1000:.0f} ms")
+        return Outcome(seconds, note + f"worst timer drift while filling {drift * 1000:.0f} ms; "
+                       + _oracle_note(settings, view, events + probe))
     finally:
         worker.stop()
 
@@ -124,12 +126,20 @@ def failover(settings: Settings, view, features: Path, events: list[dict], probe
         killed = time.monotonic()
         publish(settings, view, probe)
         _caught_up(settings, view, workers[1].alive)
-        return Outcome(time.monotonic() - killed, f"the survivor's standby copies {behind:,} records behind at the "
-                       f"kill (waited {waited:.0f} s for them after the fill); worst timer drift while filling "
-                       f"{drift * 1000:.0f} ms")
+        seconds = time.monotonic() - killed
+        return Outcome(seconds, f"the survivor's standby copies {behind:,} records behind at the kill (waited "
+                       f"{waited:.0f} s for them after the fill); worst timer drift while filling "
+                       f"{drift * 1000:.0f} ms; "
+                       + _oracle_note(settings, view, events + probe))
     finally:
         for worker in workers:
             worker.stop()
+
+
+def _oracle_note(settings: Settings, view, history: list[dict], sample: int = 300) -> str:
+    """After the restart: a sample of entities read online against the brute-force oracle (as the soak checks)."""
+    wrong = check_sample(settings, view, history, sample)
+    return f"oracle check {sample - wrong}/{sample} entities exact"
 
 
 def _standby_behind(port: int) -> int:
