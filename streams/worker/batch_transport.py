@@ -142,8 +142,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
             self.diag.unset_flag(CONSUMER_FETCHING)
 
     async def _take_fetch(self, records: dict[Any, list[Any]], active_partitions: set[Any] | None) -> None:
-        """One fetch (partition -> aiokafka records): the changelogs being recovered are written as they are,
-        with no Message per record; the rest goes record by record through Faust's `getmany` steps."""
+        """One fetch (partition -> aiokafka records): the changelogs being recovered are written to their tables,
+        the view topics go to their handlers, both with no Message per record; other topics take Faust's path."""
         if not self.flow_active:
             try:  # as Faust's getmany: a fetch that lands while the flow is stopped is dropped and re-read
                 await self.perform_seek()
