@@ -4,14 +4,16 @@
 process at once, as SIGKILL would (no cleanup, no flush).
 `RILLET_SKIP_<NAME>=A-B` makes passes A..B (1-based, counted across calls)
 through `skipped("<name>", n)` come back as skipped, as a faulty delivery would
-drop them. Unset, a call costs one dictionary lookup.
+drop them. `RILLET_PAUSE_<NAME>_MS=D` makes each pass through `await paused("<name>")`
+wait D ms, as a slow disk or network would (a moment that lasts long enough to watch).
+Unset, a call costs one dictionary lookup.
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["hit", "hit_later", "skipped"]
+__all__ = ["hit", "hit_later", "paused", "skipped"]
 
 _counts: dict[str, int] = {}
 
@@ -47,3 +49,12 @@ def skipped(name: str, count: int) -> set[int]:
     done = _counts.get(name, 0)
     _counts[name] = done + count
     return {i for i in range(count) if int(first) <= done + i + 1 <= int(last or first)}
+
+
+async def paused(name: str) -> None:
+    """`RILLET_PAUSE_<NAME>_MS=D`: each pass through `name` waits D ms (the event loop goes on meanwhile)."""
+    delay = os.environ.get(f"RILLET_PAUSE_{name.upper()}_MS")
+    if delay:
+        import asyncio
+
+        await asyncio.sleep(float(delay) / 1000)

@@ -164,6 +164,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 continue
             track_end(tp, self.highwater(tp))
             if tp.topic in batch_changelogs and (tp in recovery.active_tps or tp in recovery.standby_tps):
+                await faults.paused("changelog_fetch")  # tests: a recovery slow enough to watch
                 applied = apply_changelog_records(recovery, tp, unread(fetched, read_offset[tp]))
                 read_offset[tp] = fetched[-1].offset
                 changes += 1

@@ -120,12 +120,13 @@ def test_alerts_dashboard_and_status_agree_with_a_live_worker(stack, tmp_path):
 def test_a_worker_reading_its_state_back_says_so_with_an_eta(stack, tmp_path):
     """A new machine (an empty state directory) reads the whole changelog back: `rillet status` says
     RECOVERING with what is left, /metrics has rillet_recovering and the remaining records, and the
-    worker then carries on."""
+    worker then carries on. Each changelog fetch is held 400 ms (a slow disk), so the recovery lasts
+    seconds however fast this machine reads it back."""
     case = view_under_test(stack, tmp_path, FEATURES, "recover", batch_size=2000)
     view, settings = case.view, case.settings
     now = int(time.time() * 1000)
     history = [{**e, "user_id": f"r{i:06d}"} for i, e in enumerate(
-        synthetic_payments(users=1, events=100_000, start_ms=now - 600_000, end_ms=now - 1000, seed=4))]
+        synthetic_payments(users=1, events=30_000, start_ms=now - 600_000, end_ms=now - 1000, seed=4))]
     worker = worker_process(settings, str(case.features), tmp_path, free_port())
     try:
         with EventProducer(settings, view) as producer:
@@ -136,7 +137,7 @@ def test_a_worker_reading_its_state_back_says_so_with_an_eta(stack, tmp_path):
         worker.kill()
     fresh = settings.with_(state_dir=str(tmp_path / "new-machine"))
     port = free_port()
-    worker = worker_process(fresh, str(case.features), tmp_path, port)
+    worker = worker_process(fresh, str(case.features), tmp_path, port, {"RILLET_PAUSE_CHANGELOG_FETCH_MS": "400"})
     env = {**os.environ, **fresh.to_env()}
 
     def status() -> dict:
