@@ -21,12 +21,13 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import redis.asyncio as aredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from sinks.online.reads import FeatureReader
-from sinks.online.statuses import value_status
+from sinks.online.statuses import entity_status, status_of_value
 from sinks.redis_client import REDIS_DOWN
 from streams.definitions.entity_keys import row_from_text
 from streams.errors import RequestInputError, UnknownFeatureError
@@ -123,7 +124,11 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
 
     def reply(data: Any, status: int = 200) -> web.Response:
         headers = {"Retry-After": "1"} if status == 503 else None  # an outage or a slot moving: try again soon
-        return web.Response(text=json.dumps(data), status=status, content_type="application/json", headers=headers)
+        try:
+            body = orjson.dumps(data)  # 6x the standard library's encoder: 11% of a request's CPU was json.dumps
+        except TypeError:  # an integer beyond 64 bits, which orjson refuses: the standard library writes it
+            body = json.dumps(data).encode()
+        return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
     @routes.post("/features/online")
     async def online(request: web.Request) -> web.Response:
@@ -159,6 +164,7 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
                 text = formatted[ms] = format_ms(ms)
             return text
 
+        per_view: dict[str, tuple[list[str], list[str | None]]] = {}  # view -> entity statuses, event times
         results = [{"values": [row[key] for row in rows], "statuses": ["PRESENT"] * len(rows),
                     "event_timestamps": [None] * len(rows)} for key in entity_keys]
         for ref in refs:
@@ -169,11 +175,15 @@ def make_app(reader: FeatureReader, client: aredis.Redis, *, max_entities: int =
                                 "event_timestamps": [None] * len(values)})
                 continue
             view = ref.split(":", 1)[0]
-            stamps = [stamps[ref] for stamps in response.event_timestamps]
+            entities = per_view.get(view)
+            if entities is None:  # a view's features share their entities' statuses and event times
+                stamps = [stamps[ref] for stamps in response.event_timestamps]
+                entities = per_view[view] = ([entity_status(s, k) for s, k in zip(stamps, known[view], strict=True)],
+                                             [stamp_text(s) for s in stamps])
             results.append({
                 "values": values,
-                "statuses": [value_status(v, s, k) for v, s, k in zip(values, stamps, known[view], strict=True)],
-                "event_timestamps": [stamp_text(s) for s in stamps],
+                "statuses": [status_of_value(status, v) for status, v in zip(entities[0], values, strict=True)],
+                "event_timestamps": entities[1],
             })
         metadata: dict[str, Any] = {"feature_names": entity_keys + refs}
         if service:
