@@ -29,7 +29,8 @@ __all__ = ["run_parallel", "shares"]
 
 #: imported once by the forkserver, before any child forks from it
 PRELOAD = ["replay.run", "sinks.offline.store", "sinks.online.store", "streams.definitions.view",
-           "streams.kernel.engine", "schemas.codec", "confluent_kafka", "pyarrow.parquet", "redis"]
+           "streams.kernel.engine", "schemas.codec", "schemas.columnar", "polars", "confluent_kafka",
+           "pyarrow.parquet", "redis"]  # polars: 0.1 s a child imported it at its first batch
 
 
 def shares(partitions: list[int], processes: int) -> list[list[int]]:

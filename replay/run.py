@@ -192,9 +192,14 @@ class Replay:
         on_disk = {r.partition: offline.offsets_written_after(r.partition, watermarks.last_offset(r.partition))
                    for r in ranges}
 
+        # A resumed replay's earlier states are in Redis, behind the progress it committed. A partition with
+        # none starts from its beginning, and any state a crash left there without progress is built again:
+        # the shares of `--processes N` (each a resumed build of the parent's new version) skip a GET an entity
+        earlier = resumed and any(r.partition in progress for r in ranges)
+
         def load_state(entity: str) -> bytes | None:
             found = states.get(entity)
-            if found is None and resumed:  # a resumed replay's earlier states are in Redis
+            if found is None and earlier:
                 found = self.redis.get(online.key(entity))
             return found
 
