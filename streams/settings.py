@@ -124,6 +124,11 @@ class Settings:
         0.0, "RILLET_SERVED_LOG_RATE",
         "Share of online reads (0-1) logged to the served-feature topic for `rillet skew`; 0: off"
     )
+    read_value_cache: int = _setting(
+        16_384, "RILLET_READ_VALUE_CACHE",
+        "States whose feature values `rillet serve` keeps between reads, each until the next moment a value can "
+        "change (~3 KB each; exact: keyed on the state's bytes); 0: every read decodes and evaluates",
+    )
     served_log_topic: str = _setting(
         "rillet.served", "RILLET_SERVED_LOG_TOPIC", "Topic of the served-feature log (Avro)"
     )
@@ -167,6 +172,8 @@ class Settings:
             raise ConfigError(f"RILLET_SERVED_LOG_RATE={self.served_log_rate}: a share of reads, from 0 to 1")
         if self.state_store not in ("rocksdb", "memory"):
             raise ConfigError(f"RILLET_STATE_STORE={self.state_store!r}: use 'rocksdb' or 'memory'")
+        if self.read_value_cache < 0:
+            raise ConfigError(f"RILLET_READ_VALUE_CACHE={self.read_value_cache}: states kept, 0 or more")
         if self.standby_replicas < 0 or self.redis_replica_acks < 0:
             raise ConfigError("RILLET_STANDBY_REPLICAS and RILLET_REDIS_REPLICA_ACKS must be 0 or more")
         if self.session_timeout_s < 1:

@@ -25,6 +25,7 @@ import redis.asyncio as aredis
 
 from sinks.online.keys import STATE_INFIX, online_key, state_prefix
 from sinks.online.statuses import entity_status, status_of_value, value_status
+from sinks.online.value_cache import ValueCache
 from sinks.redis_client import is_cluster, mget
 from streams.definitions.derived import REQUEST_PREFIX, DerivedFeature
 from streams.definitions.entity_keys import composite_key
@@ -132,7 +133,7 @@ class FeatureReader:
 
     def __init__(self, views: list[FeatureView], client: redis.Redis, version: int | None = None,
                  served_log: ReadLog | None = None, services: dict[str, FeatureService] | None = None,
-                 derived: dict[str, DerivedFeature] | None = None) -> None:
+                 derived: dict[str, DerivedFeature] | None = None, value_cache: int = 16_384) -> None:
         self.views = {v.name: v for v in views}
         self.services = services or {}
         self.derived = derived or {}
@@ -140,6 +141,7 @@ class FeatureReader:
         self.engines = {v.name: ViewEngine(v) for v in views}
         self.redis = client
         self.version = version  # None: follow the active pointer
+        self.value_cache = ValueCache(value_cache)  # states' values while they cannot change (0: none kept)
         self._resolved: dict[tuple[str, ...], dict[str, list[str]]] = {}
         self._selections: dict[tuple[Any, str | None], Selection] = {}
         self._version_engines: dict[tuple[str, int], ViewEngine] = {}
@@ -306,20 +308,16 @@ class FeatureReader:
             wanted = [(f"{view_name}:{name}", name) for name in plan.wanted[view_name]]
             logged: list | None = [] if self.served_log is not None else None
             for i, blob in enumerate(blobs):
-                state = engine.decode(blob)
-                # "now" may trail an entity's latest event by clock skew: read it as of that event
-                read_ms = max(t_ms, state.latest_ms) if as_of is None and state else t_ms
-                values = engine.as_of(state, read_ms)
+                values, latest, read_ms = self._values(engine, blob, t_ms, as_of is None)
                 row, stamps = response.rows[i], response.event_timestamps[i]
                 for name in fields:
                     row[name] = rows[i][name]
-                stamp = None if engine.expired(state, t_ms) else state.latest_ms  # type: ignore[union-attr]
+                stamp = None if latest is None or latest < t_ms - engine.ttl_ms else latest  # engine.expired
                 for ref, name in wanted:
                     row[ref] = values.get(name)  # a feature the version lacks: null
                     stamps[ref] = stamp
                 if logged is not None and self.served_log.sampled():  # type: ignore[union-attr]
-                    logged.append((keys[i], read_ms, state.latest_ms if state else None,
-                                   entity_status(stamp, state is not None),
+                    logged.append((keys[i], read_ms, latest, entity_status(stamp, latest is not None),
                                    [values.get(name) for name in plan.wanted[view_name]]))
             if logged:
                 self.served_log.record(now_ms, as_of, view_name, version, plan.wanted[view_name],  # type: ignore[union-attr]
@@ -327,6 +325,25 @@ class FeatureReader:
         if plan.derived or plan.hidden:
             _add_derived(plan, response)
         return response
+
+    def _values(self, engine: ViewEngine, blob: bytes | None, t_ms: int, now: bool) -> tuple[dict, int | None, int]:
+        """(values, latest event time or None, the time read) of one stored state at `t_ms`; "now" may trail
+        an entity's latest event by clock skew: it is read as of that event. Kept values are reused while
+        they cannot have changed (sinks.online.value_cache)."""
+        if blob is None:
+            return engine.as_of(None, t_ms), None, t_ms
+        kept = self.value_cache.get(engine, blob) if self.value_cache.entries else None
+        if kept is not None:
+            read_ms = max(t_ms, kept.latest_ms) if now else t_ms
+            if kept.start <= read_ms < kept.until:
+                return kept.values, kept.latest_ms, read_ms
+        state = engine.decode(blob)
+        assert state is not None
+        read_ms = max(t_ms, state.latest_ms) if now else t_ms
+        values = engine.as_of(state, read_ms)
+        if self.value_cache.entries:
+            self.value_cache.keep(engine, blob, values, state.latest_ms, read_ms, engine.steady_until(state, read_ms))
+        return values, state.latest_ms, read_ms
 
     def get_online_features(self, features: list[str], entity_rows: list[dict[str, Any]],
                             as_of: int | None = None, *, service: str | None = None) -> OnlineResponse:

@@ -186,7 +186,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     served_log = _served_log(settings)
     app = make_app(FeatureReader(views, connect_redis(settings), served_log=served_log,
-                                 services=definitions.services, derived=definitions.derived),
+                                 services=definitions.services, derived=definitions.derived,
+                                 value_cache=settings.read_value_cache),
                    connect_redis_async(settings, max_connections=32), max_entities=args.max_entities,
                    console=Console(settings, views, connect_redis(settings)))
     if served_log is not None:

@@ -21,7 +21,6 @@ Layout of the state, compiled from the view's features:
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +33,7 @@ from streams.aggregations.columns import BatchField, FieldGroups
 from streams.definitions.view import FeatureView
 from streams.errors import AsOfTooEarlyError, StateLayoutError
 from streams.windows import Session
+from streams.windows.session import merge_into_sessions
 
 __all__ = [
     "NO_WATERMARK",
@@ -125,6 +125,9 @@ class _Output:
         return self.agg.result_at(partial, t_ms) if self.agg.reads_time else self.agg.result(partial)
 
 
+_NEVER = 2**63 - 1  # `steady_until` of an expired state
+
+
 class ViewEngine:
     """The compiled form of one FeatureView: applies events and evaluates values."""
 
@@ -144,6 +147,7 @@ class ViewEngine:
         self.session_columns = view.session_columns
         self.value_names = view.value_names
         assert [o.name for o in self.outputs] == [f.name for f in view.features]
+        self.reads_time = any(o.agg.reads_time for o in self.outputs)  # a value moves between events
         layout = repr((self.grid_steps, self.grid_keep, self.session_gaps,
                        [[(s.field, s.agg.name) for s in g] for g in self.grid_slots],
                        [[(s.field, s.agg.name) for s in g] for g in self.session_slots]))
@@ -321,7 +325,7 @@ class ViewEngine:
         for entity, start, end, partials in zip(c[lo].tolist(), ms[lo].tolist(), ms[hi - 1].tolist(),
                                                 self._partials(slots, fields, order, lo, hi), strict=True):
             state = held[entity]
-            state.sessions[s] = _merge_into_sessions(state.sessions[s], aggs, gap, start, end, list(partials))
+            state.sessions[s] = merge_into_sessions(state.sessions[s], aggs, gap, start, end, list(partials))
         for entity, base in zip(touched, horizon_base.tolist(), strict=True):
             sessions = held[entity].sessions[s]
             horizon, newest = base - gap, sessions[-1]
@@ -347,6 +351,20 @@ class ViewEngine:
     def expired(self, state: EntityState | None, t_ms: int) -> bool:
         """Missing: never seen, or the latest event is older than `t - ttl` (Feast's TTL rule)."""
         return state is None or state.latest_ms < t_ms - self.ttl_ms
+
+    def steady_until(self, state: EntityState, t_ms: int) -> int | None:
+        """When a value of `state` may first differ from its value at `t_ms` (a pane boundary, a session's gap
+        running out, the ttl); None if one moves with time itself (an age). Reads reuse values until then."""
+        if self.reads_time:
+            return None
+        if t_ms >= (until := state.latest_ms + self.ttl_ms + 1):  # expired: no change until another event
+            return _NEVER
+        for step in self.grid_steps:
+            until = min(until, (t_ms // step + 1) * step)
+        for s, gap in enumerate(self.session_gaps):
+            if t_ms - state.sessions[s][-1][1] <= gap:
+                until = min(until, state.sessions[s][-1][1] + gap + 1)
+        return until
 
     def as_of(self, state: EntityState | None, t_ms: int) -> dict[str, Any]:
         """Every feature's value at `t_ms` (semantics.md); all None when missing or expired.
@@ -430,20 +448,3 @@ class ViewEngine:
             raise StateLayoutError(f"view {self.view.name}: stored state has layout {layout}, this definition has "
                                    f"{self.layout_id}; the definition changed: replay the view into a new version")
 
-
-def _merge_into_sessions(sessions: list[list], aggs: list[Aggregation], gap: int, start: int, end: int,
-                         partials: list) -> list[list]:
-    """Sessions (disjoint, sorted, more than `gap` apart) with a run of events [start, end] added:
-    the run extends, joins or bridges every session within `gap` of it, or starts one of its own."""
-    merged = [start, end, partials]
-    starts = [sess[0] for sess in sessions]
-    lo = bisect_left(starts, start - gap)  # those within gap of the run are contiguous
-    while lo > 0 and sessions[lo - 1][1] >= start - gap:
-        lo -= 1
-    hi = lo
-    while hi < len(sessions) and sessions[hi][0] <= end + gap:
-        hi += 1
-    for sess in sessions[lo:hi]:
-        merged = [min(sess[0], merged[0]), max(sess[1], merged[1]),
-                  [agg.merge(a, b) for agg, a, b in zip(aggs, sess[2], merged[2], strict=True)]]
-    return [*sessions[:lo], merged, *sessions[hi:]]

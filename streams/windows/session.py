@@ -15,13 +15,15 @@ that the full set of events defines. A session value also reports its
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from streams.errors import DefinitionError
 from streams.timeutil import duration_label, to_ms
 
-__all__ = ["Session"]
+__all__ = ["Session", "merge_into_sessions"]
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -43,3 +45,21 @@ class Session:
     @property
     def as_written(self) -> str:
         return f'Session("{duration_label(self.gap_ms)}")'
+
+
+def merge_into_sessions(sessions: list[list], aggs: list[Any], gap: int, start: int, end: int,
+                        partials: list) -> list[list]:
+    """Sessions (disjoint, sorted, more than `gap` apart) with a run of events [start, end] added:
+    the run extends, joins or bridges every session within `gap` of it, or starts one of its own."""
+    merged = [start, end, partials]
+    starts = [sess[0] for sess in sessions]
+    lo = bisect_left(starts, start - gap)  # those within gap of the run are contiguous
+    while lo > 0 and sessions[lo - 1][1] >= start - gap:
+        lo -= 1
+    hi = lo
+    while hi < len(sessions) and sessions[hi][0] <= end + gap:
+        hi += 1
+    for sess in sessions[lo:hi]:
+        merged = [min(sess[0], merged[0]), max(sess[1], merged[1]),
+                  [agg.merge(a, b) for agg, a, b in zip(aggs, sess[2], merged[2], strict=True)]]
+    return [*sessions[:lo], merged, *sessions[hi:]]
