@@ -60,8 +60,7 @@ class EventLog:
         times = epoch_ms(table["event_timestamp"])
         partition = table["partition"].to_numpy().astype(np.int64)
         offset = table["offset"].to_numpy().astype(np.int64)
-        order = _sort_order(codes, times, partition, offset)
-        codes, times, partition, offset = codes[order], times[order], partition[order], offset[order]
+        order, codes, times, partition, offset = _sort_log(codes, times, partition, offset)
         repeat = np.zeros(len(order), dtype=bool)
         repeat[1:] = (codes[1:] == codes[:-1]) & (partition[1:] == partition[:-1]) & (offset[1:] == offset[:-1])
         if repeat.any():
@@ -91,29 +90,36 @@ class EventLog:
         return _Axis(self.codes, self.times)
 
 
-def _sort_order(codes: np.ndarray, times: np.ndarray, partition: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """The order by (entity, time, partition, offset): one int64 argsort, then a fix-up of equal (entity, time).
+def _sort_log(codes: np.ndarray, times: np.ndarray, partition: np.ndarray,
+              offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(order, codes, times, partition, offset), sorted by (entity, time, partition, offset).
 
-    A four-key lexsort of 10M rows takes seconds; equal (entity, time) pairs are
-    rare, so only those are sorted again by (partition, offset).
+    One sort of a packed (entity, time) int64 that carries partition and offset
+    along (polars, on both cores: 10M rows in 0.8 s, against 1.6 s for numpy's
+    argsort alone and ~1 s more for its four gathers); equal (entity, time)
+    pairs are rare, so only those are sorted again by (partition, offset).
     """
     if not len(times):
-        return np.zeros(0, dtype=np.int64)
+        return (np.zeros(0, dtype=np.int64),) * 5
     first, span = int(times.min()), int(times.max()) - int(times.min()) + 1
     if (int(codes.max()) + 1) * span >= 2**62:
-        return np.lexsort((offset, partition, times, codes))
-    key = codes * span + (times - first)
-    order = np.argsort(key)
-    ordered = key[order]
+        order = np.lexsort((offset, partition, times, codes))
+        return order, codes[order], times[order], partition[order], offset[order]
+    import polars as pl  # imported on a join's first sort, not by every worker start
+
+    frame = pl.DataFrame({"key": codes * span + (times - first), "partition": partition, "offset": offset})
+    frame = frame.with_row_index("row").sort("key")
+    order = frame["row"].to_numpy().astype(np.int64)
+    key, partition, offset = (np.array(frame[c].to_numpy(), dtype=np.int64) for c in ("key", "partition", "offset"))
     tied = np.zeros(len(order), dtype=bool)
-    same = ordered[1:] == ordered[:-1]
+    same = key[1:] == key[:-1]
     tied[1:] |= same
     tied[:-1] |= same
-    if tied.any():
+    if tied.any():  # the order polars left among equal keys is not fixed: order them by (partition, offset)
         at = np.flatnonzero(tied)
-        group = order[at]
-        order[at] = group[np.lexsort((offset[group], partition[group], key[group]))]
-    return order
+        fix = at[np.lexsort((offset[at], partition[at], key[at]))]
+        order[at], partition[at], offset[at] = order[fix], partition[fix], offset[fix]
+    return order, key // span, key % span + first, partition, offset
 
 
 class _Axis:

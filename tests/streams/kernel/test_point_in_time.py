@@ -97,3 +97,19 @@ def test_point_in_time_matches_oracle(raw, ttl, probes, shuffle, duplicate):
             value = value.item() if isinstance(value, np.generic) else value
             same = value == expected if name in exact else close(value, expected)
             assert same, (entity, t, name, value, expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5), st.integers(0, 2), st.integers(0, 40)),
+                max_size=300))
+def test_the_log_order_is_entity_time_partition_offset_whatever_the_first_sort_leaves_among_ties(rows):
+    """Few entities and times: most (entity, time) pairs are tied, and only the fix-up orders them."""
+    from streams.kernel.point_in_time import _sort_log
+
+    codes, times, partition, offset = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True)) \
+        if rows else (np.zeros(0, dtype=np.int64),) * 4
+    order, *in_order = _sort_log(codes, times, partition, offset)
+    expected = np.lexsort((offset, partition, times, codes))
+    keys = list(zip(codes[order], times[order], partition[order], offset[order], strict=True))
+    assert keys == list(zip(codes[expected], times[expected], partition[expected], offset[expected], strict=True))
+    assert list(zip(*in_order, strict=True)) == keys  # the sorted columns it returns are the rows of `order`
