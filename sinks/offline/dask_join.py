@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from sinks.offline.memory import system_allocator
 from sinks.offline.store import source_fields
 from streams.definitions.view import FeatureView
 from streams.kernel.point_in_time import EventLog
@@ -50,6 +51,7 @@ def entity_partitions(entities: pa.Array | pa.ChunkedArray, partitions: int) -> 
     return by_label[indices] if len(labels) else np.zeros(len(indices), dtype=np.int64)
 
 
+@system_allocator()
 def read_and_split(files: list[str], columns: list[str], partitions: int) -> list[pa.Table]:
     """Stage 1: the events in `files`, one table per entity partition."""
     table = pa.concat_tables([pq.read_table(f, columns=columns) for f in files]) if files else None
@@ -62,6 +64,7 @@ def read_and_split(files: list[str], columns: list[str], partitions: int) -> lis
             for p in range(partitions)]
 
 
+@system_allocator()
 def join_partition(view: FeatureView, names: list[str], rows: pa.Table, *pieces: pa.Table | None
                    ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Stage 2: one partition's rows (`entity`, `t_ms`, `row`) against its events; returns the row

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from sinks.offline.join_rows import empty_log, evaluate_rows, output_column
+from sinks.offline.memory import system_allocator
 from sinks.offline.store import TIMESTAMP_TYPE, offline_dir, scan_offline, source_fields, stored_versions
 from sinks.online.reads import resolve_features
 from streams.definitions.derived import REQUEST_PREFIX, DerivedFeature
@@ -119,6 +120,7 @@ class OfflineReader:
         self._logs[(view_name, version)] = (table.num_rows, log)
         return log
 
+    @system_allocator()
     def get_historical_features(self, entity_df: Any, features: list[str] | None = None, *,
                                 service: str | None = None,
                                 full_feature_names: bool = False, on_progress: Progress | None = None,
