@@ -16,11 +16,12 @@ import pytest
 
 STREAMS = Path(__file__).resolve().parents[3] / "streams"
 CORE = [STREAMS / "windows", STREAMS / "aggregations", STREAMS / "kernel"]
-# computation only: the standard library's pure parts, numpy/pyarrow compute, msgpack
+# computation only: the standard library's pure parts, numpy/pyarrow compute, polars' sort (the point-in-time
+# log's; none of polars' readers or writers), msgpack
 ALLOWED_ROOTS = {"__future__", "dataclasses", "typing", "collections", "bisect", "math", "hashlib", "functools",
                  "contextlib", "gc", "itertools", "re", "fractions",  # gc: memory, not I/O
                  "time",  # the collector's hourly full pass (streams.kernel.collector): no value depends on it
-                 "datetime", "numpy", "pyarrow", "msgpack", "streams"}
+                 "datetime", "numpy", "pyarrow", "polars", "msgpack", "streams"}
 #: rillet's own modules the core may use: itself, the definitions it compiles, errors and time helpers
 ALLOWED_RILLET = ("streams.windows", "streams.aggregations", "streams.kernel", "streams.definitions.view",
                   "streams.errors", "streams.timeutil")
