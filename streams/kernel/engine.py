@@ -21,7 +21,7 @@ Layout of the state, compiled from the view's features:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -32,6 +32,7 @@ from streams.aggregations.catalog import get_aggregation
 from streams.aggregations.columns import BatchField, FieldGroups
 from streams.definitions.view import FeatureView
 from streams.errors import AsOfTooEarlyError, StateLayoutError
+from streams.kernel.state_bytes import PaneBytes, pack_state, unpack_state
 from streams.windows import Session
 from streams.windows.session import merge_into_sessions
 
@@ -104,6 +105,7 @@ class EntityState:
     offset: int
     grids: list[dict[int, list]]
     sessions: list[list[list]]
+    pane_bytes: PaneBytes | None = field(default=None, compare=False, repr=False)  # streams.kernel.state_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +304,10 @@ class ViewEngine:
             aggs = [slot.agg for slot in slots]
             for entity, index, partials in zip(c[lo].tolist(), p[lo].tolist(),
                                                self._partials(slots, fields, order, lo, hi), strict=True):
-                panes = held[entity].grids[g]
+                state = held[entity]
+                if state.pane_bytes is not None:  # the pane changes: its kept bytes are stale
+                    state.pane_bytes[g].pop(index, None)
+                panes = state.grids[g]
                 pane_partials = panes.get(index)
                 if pane_partials is None:
                     panes[index] = list(partials)
@@ -414,11 +419,7 @@ class ViewEngine:
     # ------------------------------------------------------------ persistence
     def encode(self, state: EntityState) -> bytes:
         """Bytes for the changelog and Redis; `decode` reverses it."""
-        return msgpack.packb(
-            [_FORMAT, self.layout_id, state.latest_ms, state.partition, state.offset,
-             state.grids, state.sessions],
-            use_bin_type=True,
-        )
+        return pack_state(_FORMAT, self.layout_id, state)
 
     def position_of(self, blob: bytes) -> tuple[int, int]:
         """(partition, latest_ms) of a stored state from the head of its bytes, its panes not decoded: what the
@@ -438,8 +439,7 @@ class ViewEngine:
         """
         if blob is None:
             return None
-        fmt, layout, latest, partition, offset, grids, sessions = msgpack.unpackb(blob, raw=False,
-                                                                                  strict_map_key=False)
+        fmt, layout, latest, partition, offset, grids, sessions = unpack_state(blob)
         self._check_layout(fmt, layout)
         return EntityState(latest, partition, offset, grids, sessions)
 
