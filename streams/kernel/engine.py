@@ -24,7 +24,6 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
 import numpy as np
 
 from streams.aggregations.base import Aggregation
@@ -32,7 +31,7 @@ from streams.aggregations.catalog import get_aggregation
 from streams.aggregations.columns import BatchField, FieldGroups
 from streams.definitions.view import FeatureView
 from streams.errors import AsOfTooEarlyError, StateLayoutError
-from streams.kernel.state_bytes import PaneBytes, pack_state, unpack_state
+from streams.kernel.state_bytes import PaneBytes, pack_state, unpack_head, unpack_state
 from streams.windows import Session
 from streams.windows.session import merge_into_sessions
 
@@ -424,11 +423,7 @@ class ViewEngine:
     def position_of(self, blob: bytes) -> tuple[int, int]:
         """(partition, latest_ms) of a stored state from the head of its bytes, its panes not decoded: what the
         expiry sweep needs of every state (2.5x faster than `decode` on a small one). Raises StateLayoutError."""
-        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-        unpacker.feed(blob)
-        unpacker.read_array_header()
-        self._check_layout(unpacker.unpack(), unpacker.unpack())
-        latest, partition = unpacker.unpack(), unpacker.unpack()
+        latest, partition = unpack_head(blob, self._check_layout)
         return partition, latest
 
     def decode(self, blob: bytes | None) -> EntityState | None:

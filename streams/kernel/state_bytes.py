@@ -16,11 +16,12 @@ state bytes can tell.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
 
-__all__ = ["PaneBytes", "pack_state", "unpack_state"]
+__all__ = ["PaneBytes", "pack_state", "unpack_head", "unpack_state"]
 
 # per grid: pane index -> the pane's packed (index, partials) item
 PaneBytes = list[dict[int, bytes]]
@@ -63,3 +64,13 @@ def pack_state(fmt: int, layout: str, state: Any) -> bytes:
 def unpack_state(blob: bytes) -> list:
     """The seven fields `pack_state` wrote."""
     return msgpack.unpackb(blob, raw=False, strict_map_key=False)
+
+
+def unpack_head(blob: bytes, check_layout: Callable[[int, str], None]) -> tuple[int, int]:
+    """(latest_ms, partition), the panes left unread; `check_layout(fmt, layout)` is called (and may raise)
+    before anything after the layout is read, so bytes of another layout fail there and nowhere else."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    unpacker.feed(blob)
+    unpacker.read_array_header()
+    check_layout(unpacker.unpack(), unpacker.unpack())
+    return unpacker.unpack(), unpacker.unpack()
